@@ -1,0 +1,35 @@
+# Two commands matter: `make lab` opens the course, `make test` runs every check.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install only when the pins or the package metadata change.
+STAMP := $(VENV)/.installed-stamp
+# The environment notebooks are executed and tested in: warnings are errors.
+NB_ENV := PYTHONWARNINGS=error::UserWarning,error::FutureWarning MPLBACKEND=module://matplotlib_inline.backend_inline
+
+.PHONY: lab test lint unit execute images
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/00_start_here.ipynb
+
+test: lint
+	$(NB_ENV) $(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/pytest tests
+
+execute: $(STAMP)
+	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 notebooks/*.ipynb
+
+images: $(STAMP)
+	$(BIN)/python images/make_images.py

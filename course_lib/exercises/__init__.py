@@ -1,0 +1,8 @@
+"""Exercises with checkers. ``check("01.padding_mask", my_answer)`` in a notebook."""
+
+from course_lib.exercises.core import Exercise, Feedback, check, exercise, registered, solution
+
+# Importing a lesson's module registers its exercises.
+from course_lib.exercises import lesson00, lesson01, lesson02  # noqa: E402, F401  isort: skip
+
+__all__ = ["Exercise", "Feedback", "check", "exercise", "registered", "solution"]

@@ -1,0 +1,102 @@
+"""The exercise checker: instant, specific feedback in the notebook.
+
+Each exercise is a checker function registered under a key such as ``"01.padding_mask"``.
+``check(key, answer)`` answers in one of three ways:
+
+* not attempted yet (the answer is ``...``/``None`` or raises ``NotImplementedError``) -> a hint;
+* wrong -> what is wrong with this answer, specifically;
+* right -> a confirmation.
+
+The reference solution and known wrong answers are registered with the checker, and the
+unit tests run every one of them, so a checker can never silently accept everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["Exercise", "Feedback", "exercise", "check", "solution", "registered"]
+
+Status = Literal["not_attempted", "wrong", "correct"]
+_ICON = {"not_attempted": "…", "wrong": "✗", "correct": "✓"}
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The verdict on one answer; prints as one readable line."""
+
+    key: str
+    status: Status
+    message: str
+
+    def __repr__(self) -> str:
+        return f"{_ICON[self.status]} [{self.key}] {self.message}"
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "correct"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A registered exercise.
+
+    ``checker(answer)`` returns None when the answer is right, else a message saying what
+    is wrong. ``wrong_answers`` pairs each known mistake with a phrase its message must
+    contain (the tests enforce it).
+    """
+
+    key: str
+    hint: str
+    checker: Callable[[Any], str | None]
+    solution: Any
+    wrong_answers: tuple[tuple[Any, str], ...] = field(default=())
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def exercise(key: str, *, hint: str, solution: Any, wrong_answers=()) -> Callable:
+    """Decorator that registers a checker function under ``key``."""
+
+    def register(checker: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+        if key in _REGISTRY:
+            raise ValueError(f"key: exercise {key!r} is registered twice")
+        _REGISTRY[key] = Exercise(key, hint, checker, solution, tuple(wrong_answers))
+        return checker
+
+    return register
+
+
+def _get(key: str) -> Exercise:
+    if key not in _REGISTRY:
+        raise KeyError(f"key: no exercise called {key!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[key]
+
+
+def check(key: str, answer: Any) -> Feedback:
+    """Check a learner's ``answer`` to exercise ``key`` and say what is right or wrong."""
+    item = _get(key)
+    if answer is None or answer is Ellipsis:
+        return Feedback(key, "not_attempted", f"not attempted yet — hint: {item.hint}")
+    try:
+        problem = item.checker(answer)
+    except NotImplementedError:
+        return Feedback(key, "not_attempted", f"not attempted yet — hint: {item.hint}")
+    except Exception as error:  # noqa: BLE001 - any crash in the learner's code is feedback
+        return Feedback(key, "wrong", f"your answer raised {type(error).__name__}: {error}")
+    if problem is None:
+        return Feedback(key, "correct", "correct!")
+    return Feedback(key, "wrong", problem)
+
+
+def solution(key: str) -> Any:
+    """The reference solution of exercise ``key`` (try first, then peek)."""
+    return _get(key).solution
+
+
+def registered() -> dict[str, Exercise]:
+    """All registered exercises, by key."""
+    return dict(_REGISTRY)
