@@ -32,9 +32,11 @@ def _reject_non_bool(name: str, mask: torch.Tensor, *, float_ok: bool) -> None:
     if mask.dtype == torch.bool:
         return
     if mask.dtype.is_floating_point:
-        if float_ok and not bool(((mask == 0) | (mask == 1)).all()):
+        # All zeros is a valid additive mask (nothing blocked); 0/1 with a 1 is the mistake.
+        zero_one = bool(((mask == 0) | (mask == 1)).all()) and bool((mask == 1).any())
+        if float_ok and not zero_one:
             return
-        if bool(((mask == 0) | (mask == 1)).all()):
+        if zero_one:
             raise TypeError(
                 f"{name}: got a float 0/1 mask ({mask.dtype}). Float masks are ADDED to the "
                 "scores, so 1.0 does not block anything. Use a bool mask (True = blocked), "

@@ -65,7 +65,9 @@ def _check_attn_mask(attn_mask: torch.Tensor, batch: int, heads: int, lq: int, l
         hint = ""
         if shape == (batch, lk):
             hint = " It looks like a [B, Lk] padding mask: pass it as key_padding_mask."
-        raise ValueError(f"attn_mask: expected shape [Lq, Lk] = [{lq}, {lk}], got {list(shape)}.{hint}")
+        raise ValueError(
+            f"attn_mask: expected shape [Lq, Lk] = [{lq}, {lk}], got {list(shape)}.{hint}"
+        )
     if attn_mask.dim() == 4:
         ok = all(m in (1, want) for m, want in zip(shape, (batch, heads, lq, lk), strict=True))
         if not ok or shape[2:] != (lq, lk):
@@ -127,15 +129,17 @@ def scaled_dot_product_attention(
     scores = q @ k.transpose(-2, -1) / math.sqrt(depth)
     blocked = None
     if attn_mask is not None:
-        _check_attn_mask(attn_mask, batch, heads, lq, lk)
+        check_tensor("attn_mask", attn_mask)
         check_same_device("attn_mask", attn_mask, "q", q)
+        _check_attn_mask(attn_mask, batch, heads, lq, lk)
         if attn_mask.dtype == torch.bool:
             blocked = attn_mask
         else:
             scores = scores + attn_mask
     if key_padding_mask is not None:
-        _check_key_padding_mask(key_padding_mask, batch, lk)
+        check_tensor("key_padding_mask", key_padding_mask)
         check_same_device("key_padding_mask", key_padding_mask, "q", q)
+        _check_key_padding_mask(key_padding_mask, batch, lk)
         padding = merge(key_padding_mask=key_padding_mask)
         blocked = padding if blocked is None else blocked | padding
     weights = masked_softmax(scores, blocked)
