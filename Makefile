@@ -29,7 +29,9 @@ unit: $(STAMP)
 
 execute: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=600 notebooks/*.ipynb
+		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.coalesce_streams=True \
+		--ExecutePreprocessor.timeout=600 notebooks/*.ipynb
+	$(BIN)/python tools/stable_widget_ids.py notebooks/*.ipynb
 
 images: $(STAMP)
 	$(BIN)/python images/make_images.py

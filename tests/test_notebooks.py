@@ -1,6 +1,7 @@
 """The notebook rules of COURSE_DESIGN.md, checked on the stored notebooks."""
 
 import base64
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -94,3 +95,11 @@ def test_timings_are_ignored_by_nbval(path):
 def test_claims_are_asserted(path):
     asserts = sum(source(c).count("assert ") for c in code_cells(load(path)))
     assert asserts >= 5, f"only {asserts} asserts"
+
+
+@params
+def test_stored_by_make_execute_with_stable_widget_ids(path):
+    state = load(path)["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    expected = {hashlib.sha256(f"{path.stem}:{i}".encode()).hexdigest()[:32]
+                for i in range(len(state))}
+    assert set(state) == expected, "refresh the stored outputs with `make execute`"

@@ -1,0 +1,54 @@
+"""Give the widget models stored in executed notebooks deterministic ids.
+
+ipywidgets names every model with a random UUID, so each `make execute` would rewrite the
+stored widget state even when nothing changed. This renames the ids in a structural order
+(depth-first from each displayed widget, in cell order, through the `IPY_MODEL_` references
+of each model's state) to a hash of the notebook name and that position.
+
+Usage: python tools/stable_widget_ids.py notebooks/*.ipynb
+"""
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+MODEL_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def ordered_ids(notebook: dict) -> list[str]:
+    state = notebook["metadata"].get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    roots = [output["data"][WIDGET_VIEW]["model_id"]
+             for cell in notebook["cells"] for output in cell.get("outputs", [])
+             if WIDGET_VIEW in output.get("data", {})]
+    order: list[str] = []
+
+    def visit(model_id: str) -> None:
+        if model_id in order or model_id not in state:
+            return
+        order.append(model_id)
+        for child in MODEL_ID.findall(json.dumps(state[model_id], sort_keys=True)):
+            visit(child)
+
+    for root in roots:
+        visit(root)
+    rest = sorted((m for m in state if m not in order),
+                  key=lambda m: MODEL_ID.sub("", json.dumps(state[m], sort_keys=True)))
+    return order + rest
+
+
+def stabilize(path: Path) -> None:
+    text = path.read_text()
+    renamed = {model_id: hashlib.sha256(f"{path.stem}:{index}".encode()).hexdigest()[:32]
+               for index, model_id in enumerate(ordered_ids(json.loads(text)))}
+    notebook = json.loads(MODEL_ID.sub(lambda m: renamed.get(m.group(0), m.group(0)), text))
+    # Written the way nbformat writes, keys sorted, so the model order is stable too.
+    path.write_text(json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    for name in sys.argv[1:]:
+        stabilize(Path(name))
