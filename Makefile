@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed-stamp
 # The environment notebooks are executed and tested in: warnings are errors.
 NB_ENV := PYTHONWARNINGS=error::UserWarning,error::FutureWarning MPLBACKEND=module://matplotlib_inline.backend_inline
 
-.PHONY: lab test lint unit execute images
+# `make execute NOTEBOOKS=notebooks/01_padding_motivation.ipynb` refreshes one lesson.
+NOTEBOOKS ?= notebooks/*.ipynb
+
+.PHONY: lab test lint unit execute images bench
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
@@ -30,8 +33,11 @@ unit: $(STAMP)
 execute: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.coalesce_streams=True \
-		--ExecutePreprocessor.timeout=600 notebooks/*.ipynb
-	$(BIN)/python tools/stable_widget_ids.py notebooks/*.ipynb
+		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
+	$(BIN)/python tools/stable_widget_ids.py $(NOTEBOOKS)
 
 images: $(STAMP)
 	$(BIN)/python images/make_images.py
+
+bench: $(STAMP)
+	$(NB_ENV) $(BIN)/python benchmarks/notebook_times.py

@@ -1,0 +1,40 @@
+"""Time each lesson's restart-and-run-all against the course budget (5 minutes in all).
+
+Run by `make bench`. Executes copies of the notebooks (the stored ones are not touched)
+with the same warning settings as `make test`, and prints one row per lesson.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+BUDGET_SECONDS = 300
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def execute_seconds(path: Path) -> float:
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    client.execute()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    print(f"{'notebook':<28} {'seconds':>8}")
+    total = 0.0
+    for path in NOTEBOOKS:
+        seconds = execute_seconds(path)
+        total += seconds
+        print(f"{path.stem:<28} {seconds:>8.1f}")
+    verdict = "within" if total <= BUDGET_SECONDS else "OVER"
+    print(f"{'total':<28} {total:>8.1f}   ({verdict} the {BUDGET_SECONDS} s budget)")
+    return 0 if total <= BUDGET_SECONDS else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
