@@ -12,10 +12,12 @@ NOTEBOOKS ?= notebooks/*.ipynb
 
 .PHONY: lab test lint unit execute images bench
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml tools/page_config.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	# The course is offline: no "Jupyter news" prompt or update checks.
+	mkdir -p $(VENV)/etc/jupyter/labconfig && cp tools/page_config.json $(VENV)/etc/jupyter/labconfig/
 	touch $@
 
 # Rooted at the repository so notebooks can show ../images; opens lesson 00.

@@ -41,7 +41,7 @@ class Control:
         if all(isinstance(option, str) for option in self.options):
             return widgets.ToggleButtons(
                 options=list(self.options), value=self.options[0], description=self.label,
-                style=style,
+                style={**style, "button_width": "auto"},  # never truncate a label
             )
         return widgets.SelectionSlider(
             options=list(self.options), value=self.options[0], description=self.label,
