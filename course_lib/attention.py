@@ -7,14 +7,24 @@ CPU gives), never NaN.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import math
+from collections.abc import Iterator
 
 import torch
+from torch import nn
 
 from course_lib._checks import check_bool_mask, check_mask, check_same_device, check_tensor
 from course_lib.masks import merge
 
-__all__ = ["masked_softmax", "scaled_dot_product_attention"]
+__all__ = [
+    "CapturedAttention",
+    "capture_attention",
+    "masked_softmax",
+    "scaled_dot_product_attention",
+]
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
@@ -144,3 +154,102 @@ def scaled_dot_product_attention(
         blocked = padding if blocked is None else blocked | padding
     weights = masked_softmax(scores, blocked)
     return weights @ v, weights
+
+
+class CapturedAttention(dict):
+    """Attention weights recorded by :func:`capture_attention`.
+
+    ``captured[name]`` is the FloatTensor[B, H, Lq, Lk] of the latest call of the
+    ``nn.MultiheadAttention`` called ``name`` (as in ``module.named_modules()``, e.g.
+    ``"encoder.layers.0.self_attn"`` or ``"decoder.layers.1.multihead_attn"``);
+    ``captured.calls[name]`` lists every call in order (useful when decoding step by step).
+    Rows whose keys are all blocked hold zeros, as everywhere in course_lib. So do PAD
+    query rows of an ``nn.TransformerEncoder`` run in eval mode without autograd: its
+    nested-tensor path never computes them (and outputs 0.0 there).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, list[torch.Tensor]] = {}
+
+    def _record(self, name: str, weights: torch.Tensor) -> None:
+        self[name] = weights
+        self.calls.setdefault(name, []).append(weights)
+
+
+@contextlib.contextmanager
+def capture_attention(module: nn.Module) -> Iterator[CapturedAttention]:
+    """Record per-layer, per-head attention weights of ``module`` without changing its outputs.
+
+    Works for ``nn.Transformer``, ``nn.TransformerEncoder/Decoder``, their layers, a bare
+    ``nn.MultiheadAttention`` (recorded as ``"self"``) and any model containing them, in
+    training and eval mode. The layers call their attention with ``need_weights=False``,
+    so a plain forward hook sees ``None``; a pre-hook asks for the per-head weights
+    instead, and the caller still receives exactly what it asked for. Hooks also turn
+    off the layers' fused fast path, so outputs agree with an uncaptured run to ~1e-6.
+
+    Example::
+
+        with capture_attention(model) as captured:
+            model(src, tgt, src_key_padding_mask=..., tgt_mask=...)
+        captured["decoder.layers.0.multihead_attn"]  # [B, H, T, S]
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module: expected an nn.Module, got {type(module).__name__}")
+    attentions = [(name or "self", m) for name, m in module.named_modules()
+                  if isinstance(m, nn.MultiheadAttention)]
+    if not attentions:
+        raise ValueError(
+            f"module: {type(module).__name__} contains no nn.MultiheadAttention to capture"
+        )
+    captured = CapturedAttention()
+    handles = []
+    for name, attention in attentions:
+        requested: list[tuple[bool, bool]] = []  # what each pending call asked for
+        handles.append(attention.register_forward_pre_hook(
+            functools.partial(_ask_for_weights, requested=requested), with_kwargs=True))
+        handles.append(attention.register_forward_hook(
+            functools.partial(_record_weights, name=name, requested=requested,
+                              captured=captured), with_kwargs=True))
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+_MHA_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
+
+
+def _ask_for_weights(attention, args, kwargs, *, requested):
+    bound = _MHA_SIGNATURE.bind(attention, *args, **kwargs)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    del arguments["self"]
+    inputs = (arguments.pop("query"), arguments.pop("key"), arguments.pop("value"))
+    requested.append((arguments["need_weights"], arguments["average_attn_weights"]))
+    return inputs, {**arguments, "need_weights": True, "average_attn_weights": False}
+
+
+def _record_weights(attention, args, kwargs, output, *, name, requested, captured):
+    need_weights, average = requested.pop()
+    attn_output, weights = output
+    if torch.isnan(weights).any() and not need_weights:
+        # MHA's weight path gives NaN on rows with no allowed key, its fused path zeros:
+        # recompute the caller's output the caller's way (hooks are bypassed for the call).
+        with _hooks_bypassed(attention):
+            attn_output, _ = attention(*args, **{**kwargs, "need_weights": False})
+    captured._record(name, weights.detach().nan_to_num(0.0))
+    if not need_weights:
+        return attn_output, None
+    return attn_output, weights.mean(dim=1) if average else weights
+
+
+@contextlib.contextmanager
+def _hooks_bypassed(attention: nn.Module):
+    pre_hooks, hooks = attention._forward_pre_hooks, attention._forward_hooks
+    attention._forward_pre_hooks, attention._forward_hooks = type(pre_hooks)(), type(hooks)()
+    try:
+        yield
+    finally:
+        attention._forward_pre_hooks, attention._forward_hooks = pre_hooks, hooks
