@@ -1,0 +1,199 @@
+"""The widgets in a real browser: JupyterLab from .venv, driven in Debian's headless Chromium.
+
+nbval cannot see widgets, so this test opens every lesson that has one, runs all cells,
+changes every control of every explorer and asserts that the figure it drives is redrawn.
+Screenshots go to test-artifacts/browser/. Without Chromium the tests are skipped with a
+hint, unless COURSE_REQUIRE_BROWSER=1 (set by .ci/run), in which case they fail.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).parents[1]
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+SCREENSHOTS = os.environ.get("COURSE_SCREENSHOTS")  # `make screenshots` saves README images
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-quic"]
+WIDGET_NOTEBOOKS = sorted(
+    path.stem for path in (REPO / "notebooks").glob("*.ipynb")
+    if any(".widget()" in "".join(cell["source"])
+           for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code")
+)
+# The visible notebook: JupyterLab hides, but keeps, other documents' DOM.
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+# An explorer's root: a VBox holding the controls and the Output widget with the figure.
+ROOTS_JS = f"""() => [...document.querySelectorAll('{PANEL} .widget-vbox')]
+    .filter(box => box.querySelector(':scope > .widget-output')
+                   && !box.parentElement.closest('.widget-vbox'))"""
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and os.environ.get("COURSE_REQUIRE_BROWSER") != "1",
+    reason="browser tests need Chromium: `apt-get install chromium` (Debian) to run them",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server from .venv on 127.0.0.1 with a random token and throwaway dirs."""
+    home = tmp_path_factory.mktemp("jupyter")
+    port, token = free_port(), secrets.token_hex(16)
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"),
+               JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), IPYTHONDIR=str(home / "ipython"))
+    env.pop("PYTHONWARNINGS", None)  # the learner's setting, not the test's
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed after the server stops
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--allow-root",
+         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={REPO}"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((home / "server.log").read_text()[-2000:]) from None
+                time.sleep(0.3)
+        yield url, token
+    finally:
+        children = psutil.Process(server.pid).children(recursive=True)
+        server.terminate()  # stopped by its own PID; it shuts its kernels down
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        for process in alive:
+            process.kill()
+        log.close()
+        assert not alive, f"processes left running after the server stopped: {alive}"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def wait_until_idle(page, timeout_ms=180_000):
+    """All code cells executed ([n] prompts), the kernel indicator idle AND the status text."""
+    page.wait_for_function(
+        f"""() => {{
+            const prompts = [...document.querySelectorAll(
+                '{PANEL} .jp-CodeCell .jp-InputArea-prompt')];
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }}""", timeout=timeout_ms)
+    page.wait_for_selector(f'{PANEL} .jp-Notebook-ExecutionIndicator[data-status="idle"]',
+                           timeout=timeout_ms)
+    page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=timeout_ms)
+
+
+def figure_source(root) -> str | None:
+    image = root.query_selector(":scope > .widget-output img")
+    return image.get_attribute("src") if image else None
+
+
+def change(page, control) -> str:
+    """Change one control the way a learner would; return what was done."""
+    classes = control.get_attribute("class") or ""
+    if "widget-toggle-buttons" in classes:
+        button = control.query_selector(".widget-toggle-button:not(.mod-active)")
+        button.click()
+        return f"clicked {button.inner_text()!r}"
+    if "widget-checkbox" in classes:
+        control.query_selector("input").click()
+        return "ticked the checkbox"
+    if "widget-slider" in classes:
+        handle = control.query_selector(".noUi-handle")
+        box = handle.bounding_box()
+        track = control.query_selector(".noUi-target").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(track["x"] + track["width"], box["y"] + box["height"] / 2,
+                                steps=5)
+        page.mouse.up()
+        return "dragged the slider to its end"
+    raise AssertionError(f"unknown control: {classes}")
+
+
+@pytest.mark.parametrize("notebook", WIDGET_NOTEBOOKS)
+def test_every_control_redraws_its_figure(lab, browser, notebook):
+    url, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(f"{url}/lab/tree/notebooks/{notebook}.ipynb?reset&token={token}")
+        page.wait_for_selector(f"{PANEL} .jp-Notebook", timeout=60_000)
+        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=60_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        wait_until_idle(page)
+        errors = page.query_selector_all(
+            f'{PANEL} [data-mime-type="application/vnd.jupyter.stderr"]')
+        assert not errors, [error.inner_text()[:300] for error in errors]
+
+        roots = page.evaluate_handle(ROOTS_JS)
+        count = page.evaluate("roots => roots.length", roots)
+        assert count >= 1, "no explorer widget rendered"
+        for index in range(count):
+            root = page.evaluate_handle("([roots, i]) => roots[i]", [roots, index]).as_element()
+            root.scroll_into_view_if_needed()
+            page.wait_for_function("r => r.querySelector(':scope > .widget-output img')",
+                                   arg=root, timeout=60_000)
+            controls = root.query_selector_all(
+                ":scope > .widget-hbox > .widget-toggle-buttons, "
+                ":scope > .widget-hbox > .widget-checkbox, :scope > .widget-hbox > .widget-slider")
+            assert controls, "an explorer without controls"
+            for number, control in enumerate(controls):
+                before = figure_source(root)
+                action = change(page, control)
+                try:
+                    page.wait_for_function(
+                        "([r, before]) => {"
+                        " const i = r.querySelector(':scope > .widget-output img');"
+                        " return i && i.getAttribute('src') !== before; }",
+                        arg=[root, before], timeout=60_000)
+                except Exception as error:
+                    page.screenshot(path=ARTIFACTS / f"{notebook}_w{index}_c{number}_FAILED.png")
+                    raise AssertionError(f"{notebook}: widget {index}, {action}: "
+                                         "the figure was not redrawn") from error
+                wait_until_idle(page)
+                root.screenshot(path=ARTIFACTS / f"{notebook}_w{index}_c{number}.png")
+            if SCREENSHOTS:
+                root.screenshot(path=Path(SCREENSHOTS) / f"{notebook}_widget{index}.png")
+    finally:
+        page.close()
+        kernels = json.load(urllib.request.urlopen(f"{url}/api/kernels?token={token}"))
+        for kernel in kernels:  # one kernel at a time on a 2-core machine
+            request = urllib.request.Request(
+                f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
+            urllib.request.urlopen(request)
