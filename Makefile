@@ -10,7 +10,7 @@ NB_ENV := PYTHONWARNINGS=error::UserWarning,error::FutureWarning MPLBACKEND=modu
 # `make execute NOTEBOOKS=notebooks/01_padding_motivation.ipynb` refreshes one lesson.
 NOTEBOOKS ?= notebooks/*.ipynb
 
-.PHONY: lab test lint unit execute images bench
+.PHONY: lab test lint unit execute images bench html screenshots
 
 $(STAMP): requirements.txt pyproject.toml tools/page_config.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
@@ -46,3 +46,11 @@ images: $(STAMP)
 
 bench: $(STAMP)
 	$(NB_ENV) $(BIN)/python benchmarks/notebook_times.py
+
+# A static site of the stored notebooks in site/, working offline (needs npm once).
+html: $(STAMP)
+	$(BIN)/python tools/build_site.py site
+
+# The README's widget screenshots, taken by the browser test (needs Chromium).
+screenshots: $(STAMP)
+	COURSE_SCREENSHOTS=images/screenshots $(BIN)/pytest tests/test_browser.py

@@ -23,6 +23,7 @@ import pytest
 REPO = Path(__file__).parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 SCREENSHOTS = os.environ.get("COURSE_SCREENSHOTS")  # `make screenshots` saves README images
+README_SCREENSHOTS = {"02_masked_fill", "04_six_transformer_masks"}
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -169,6 +170,8 @@ def test_every_control_redraws_its_figure(lab, browser, notebook):
             root.scroll_into_view_if_needed()
             page.wait_for_function("r => r.querySelector(':scope > .widget-output img')",
                                    arg=root, timeout=60_000)
+            if SCREENSHOTS and notebook in README_SCREENSHOTS and index == 0:
+                root.screenshot(path=Path(SCREENSHOTS) / f"{notebook}.png")  # default state
             controls = root.query_selector_all(
                 ":scope > .widget-hbox > .widget-toggle-buttons, "
                 ":scope > .widget-hbox > .widget-checkbox, :scope > .widget-hbox > .widget-slider")
@@ -188,8 +191,6 @@ def test_every_control_redraws_its_figure(lab, browser, notebook):
                                          "the figure was not redrawn") from error
                 wait_until_idle(page)
                 root.screenshot(path=ARTIFACTS / f"{notebook}_w{index}_c{number}.png")
-            if SCREENSHOTS:
-                root.screenshot(path=Path(SCREENSHOTS) / f"{notebook}_widget{index}.png")
     finally:
         page.close()
         kernels = json.load(urllib.request.urlopen(f"{url}/api/kernels?token={token}"))

@@ -1,0 +1,119 @@
+"""Render the stored notebooks to a static, offline HTML site (`make html`).
+
+Nothing is executed: each lesson page is its stored outputs, with the widget state the
+notebook holds, so each widget shows its initial state without a kernel. The widget
+renderer, require.js and MathJax are served from the site itself (pinned in
+tools/site/package.json and installed with `npm ci`), never from a CDN; images are
+embedded. The index page is the README's course map, linked to the lessons.
+
+Usage: python tools/build_site.py [OUT_DIR]   (default: site/)
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mistune
+import nbformat
+from nbconvert import HTMLExporter
+
+REPO = Path(__file__).parents[1]
+ASSETS = REPO / "tools" / "site"
+MODULES = ASSETS / "node_modules"
+STATIC = "static"
+MATHJAX_PARTS = ["MathJax.js", "config", "extensions", "jax", "localization",
+                 "fonts/HTML-CSS/TeX"]
+
+
+def install_assets() -> None:
+    """`npm ci` once; later builds reuse node_modules while package-lock.json is unchanged."""
+    stamp = MODULES / ".course-lock"
+    lock = (ASSETS / "package-lock.json").read_text()
+    if stamp.exists() and stamp.read_text() == lock:
+        return
+    if shutil.which("npm") is None:
+        sys.exit("make html needs npm (Node.js) to fetch the pinned JavaScript once: "
+                 "install it (Debian: apt-get install npm) and run `make html` again")
+    subprocess.run(["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+                   cwd=ASSETS, check=True)
+    stamp.write_text(lock)
+
+
+def copy_assets(out: Path) -> None:
+    static = out / STATIC
+    shutil.copy2(MODULES / "requirejs" / "require.js", static / "require.js")
+    manager = MODULES / "@jupyter-widgets" / "html-manager" / "dist"
+    (static / "html-manager").mkdir()
+    fonts = {".woff", ".woff2", ".ttf", ".eot", ".svg"}
+    for path in manager.iterdir():
+        if path.name == "embed-amd.js" or path.suffix in fonts:
+            shutil.copy2(path, static / "html-manager" / path.name)
+    for part in MATHJAX_PARTS:
+        source, target = MODULES / "mathjax" / part, static / "mathjax" / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+
+
+def exporter() -> HTMLExporter:
+    html = HTMLExporter(template_name="lab", embed_images=True)
+    html.require_js_url = f"{STATIC}/require.js"
+    html.widget_renderer_url = f"{STATIC}/html-manager/embed-amd.js"
+    html.mathjax_url = f"{STATIC}/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
+    return html
+
+
+def course_map_html(notebooks: list[Path]) -> str:
+    """The README's course map, with each available lesson linked to its page."""
+    readme = (REPO / "README.md").read_text()
+    section = re.search(r"^## Course map\n(.*?)(?=^## )", readme, re.S | re.M).group(1)
+    for path in notebooks:
+        section = section.replace(f"`{path.stem}`", f"[{path.stem}]({path.stem}.html)")
+    return mistune.html(section)
+
+
+INDEX = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Masking in Transformers</title>
+<style>body {{ font-family: sans-serif; max-width: 60rem; margin: 2rem auto; line-height: 1.5 }}
+table {{ border-collapse: collapse }} td, th {{ border: 1px solid #ccc; padding: .3rem .6rem;
+vertical-align: top }}</style></head>
+<body><h1>Masking in Transformers</h1>
+<p>An interactive course on padding and attention masks, rendered from the executed
+notebooks. Widgets show their initial state; run the notebooks in JupyterLab
+(<code>make lab</code>) to use them.</p>
+<h2>Course map</h2>
+{course_map}
+</body></html>
+"""
+
+
+def build(out: Path) -> list[Path]:
+    install_assets()
+    if out.exists():
+        shutil.rmtree(out)
+    (out / STATIC).mkdir(parents=True)
+    copy_assets(out)
+    shutil.copytree(REPO / "images", out / "images", ignore=shutil.ignore_patterns("*.py"))
+    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+    html = exporter()
+    pages = []
+    for path in notebooks:
+        body, _ = html.from_notebook_node(
+            nbformat.read(path, as_version=4),
+            resources={"metadata": {"name": path.stem, "path": str(path.parent)}})
+        page = out / f"{path.stem}.html"
+        # <img> tags escape embed_images: serve images/ from the site too.
+        page.write_text(body.replace('src="../images/', 'src="images/'))
+        pages.append(page)
+    (out / "index.html").write_text(INDEX.format(course_map=course_map_html(notebooks)))
+    return pages
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "site"
+    for page in build(target):
+        print(page.relative_to(target.parent) if target.parent in page.parents else page)
