@@ -37,9 +37,9 @@ unit: $(STAMP)
 
 execute: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.coalesce_streams=True \
-		--ExecutePreprocessor.timeout=600 $(NOTEBOOKS)
-	$(BIN)/python tools/stable_widget_ids.py $(NOTEBOOKS)
+		--ExecutePreprocessor.record_timing=False \
+		--ExecutePreprocessor.timeout=120 $(NOTEBOOKS)
+	$(BIN)/python tools/normalize_notebooks.py $(NOTEBOOKS)
 
 images: $(STAMP)
 	$(BIN)/python images/make_images.py

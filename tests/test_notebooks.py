@@ -98,8 +98,15 @@ def test_claims_are_asserted(path):
 
 
 @params
-def test_stored_by_make_execute_with_stable_widget_ids(path):
-    state = load(path)["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+def test_stored_by_make_execute(path):
+    """`make execute` normalizes: stable widget ids, one output per print stream."""
+    nb = load(path)
+    state = nb["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     expected = {hashlib.sha256(f"{path.stem}:{i}".encode()).hexdigest()[:32]
                 for i in range(len(state))}
     assert set(state) == expected, "refresh the stored outputs with `make execute`"
+    for cell in code_cells(nb):
+        streams = [(o["output_type"], o.get("name")) for o in cell["outputs"]]
+        pairs = zip(streams, streams[1:], strict=False)
+        assert all(a != b or a[0] != "stream" for a, b in pairs), \
+            "split print output: refresh the stored outputs with `make execute`"

@@ -1,11 +1,12 @@
-"""Give the widget models stored in executed notebooks deterministic ids.
+"""Make executed notebooks byte-stable, so `make execute` changes only what really changed.
 
-ipywidgets names every model with a random UUID, so each `make execute` would rewrite the
-stored widget state even when nothing changed. This renames the ids in a structural order
-(depth-first from each displayed widget, in cell order, through the `IPY_MODEL_` references
-of each model's state) to a hash of the notebook name and that position.
+* Widget model ids: ipywidgets names every model with a random UUID. They are renamed, in a
+  structural order (depth-first from each displayed widget, in cell order, through the
+  `IPY_MODEL_` references of each model's state), to a hash of the notebook name and position.
+* Streams: a print that outlasts the kernel's flush interval is stored as several chunks,
+  differently on each run. Consecutive outputs of the same stream are merged.
 
-Usage: python tools/stable_widget_ids.py notebooks/*.ipynb
+Usage: python tools/normalize_notebooks.py notebooks/*.ipynb
 """
 
 import hashlib
@@ -40,15 +41,31 @@ def ordered_ids(notebook: dict) -> list[str]:
     return order + rest
 
 
-def stabilize(path: Path) -> None:
+def coalesce_streams(notebook: dict) -> None:
+    for cell in notebook["cells"]:
+        merged: list[dict] = []
+        for output in cell.get("outputs", []):
+            previous = merged[-1] if merged else None
+            if (output["output_type"] == "stream" and previous is not None
+                    and previous["output_type"] == "stream" and previous["name"] == output["name"]):
+                text = "".join(previous["text"]) + "".join(output["text"])
+                previous["text"] = text.splitlines(keepends=True)
+            else:
+                merged.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+
+
+def normalize(path: Path) -> None:
     text = path.read_text()
     renamed = {model_id: hashlib.sha256(f"{path.stem}:{index}".encode()).hexdigest()[:32]
                for index, model_id in enumerate(ordered_ids(json.loads(text)))}
     notebook = json.loads(MODEL_ID.sub(lambda m: renamed.get(m.group(0), m.group(0)), text))
+    coalesce_streams(notebook)
     # Written the way nbformat writes, keys sorted, so the model order is stable too.
     path.write_text(json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
     for name in sys.argv[1:]:
-        stabilize(Path(name))
+        normalize(Path(name))
