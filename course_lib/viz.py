@@ -25,6 +25,7 @@ __all__ = [
     "plot_mask",
     "plot_attention",
     "plot_padded_batch",
+    "plot_grid",
 ]
 
 CMAP = "viridis"
@@ -83,9 +84,13 @@ def _check_labels(name: str, labels: Sequence[str] | None, size: int) -> list[st
     return labels
 
 
-def _blocked_legend(ax: Axes) -> None:
+_LABEL_ON_HATCH = {"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none",
+                   "alpha": 0.9}
+
+
+def _blocked_legend(ax: Axes, label: str = "blocked") -> None:
     ax.legend(
-        handles=[Patch(**BLOCKED_STYLE, label="blocked")],
+        handles=[Patch(**BLOCKED_STYLE, label=label)],
         loc="lower left",
         bbox_to_anchor=(0.0, 1.0),
         frameon=False,
@@ -185,18 +190,46 @@ def plot_mask(
     """
     array = _as_2d("mask", mask)
     blocked = array if array.dtype == bool else np.isneginf(array)
+    cells = [["" if cell else "0" for cell in row] for row in blocked]
+    return plot_grid(cells, blocked, row_labels=row_labels, col_labels=col_labels, title=title,
+                     ax=ax, xlabel=xlabel, ylabel=ylabel)
+
+
+def plot_grid(
+    cells: Sequence[Sequence[str]],
+    blocked,
+    *,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    title: str = "",
+    ax: Axes | None = None,
+    xlabel: str = "key",
+    ylabel: str = "query",
+    legend_label: str = "blocked",
+) -> Axes:
+    """A grid of text cells on white, blocked cells hatched: masks, padded batches, tokens.
+
+    Args:
+        cells: [rows][cols] strings to write in the cells ("" for none).
+        blocked: bool [rows, cols], True = drawn in the blocked style (text kept, in bold).
+    """
+    blocked = _as_2d("blocked", blocked).astype(bool)
     rows, cols = blocked.shape
+    if len(cells) != rows or any(len(row) != cols for row in cells):
+        raise ValueError(f"cells: expected {rows} rows of {cols} strings like blocked")
     row_labels = _check_labels("row_labels", row_labels, rows)
     col_labels = _check_labels("col_labels", col_labels, cols)
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.5 * cols + 1.6, 0.45 * rows + 1.4))
-    ax.imshow(np.ones_like(blocked, dtype=float), cmap="gray", vmin=0, vmax=1, aspect="auto")
+        _, ax = plt.subplots(figsize=(0.55 * cols + 1.6, 0.45 * rows + 1.4))
+    ax.imshow(np.ones((rows, cols)), cmap="gray", vmin=0, vmax=1, aspect="auto")
     for r in range(rows):
         for c in range(cols):
             if blocked[r, c]:
                 ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, **BLOCKED_STYLE))
-            else:
-                ax.text(c, r, "0", ha="center", va="center", fontsize=8, color="#404040")
+            if cells[r][c]:
+                ax.text(c, r, cells[r][c], ha="center", va="center", fontsize=8,
+                        weight="bold" if blocked[r, c] else "normal",
+                        bbox=_LABEL_ON_HATCH if blocked[r, c] else None)
     ax.set_xticks(np.arange(-0.5, cols), minor=True)
     ax.set_yticks(np.arange(-0.5, rows), minor=True)
     ax.grid(which="minor", color="#b0b0b0", linewidth=0.5)
@@ -206,7 +239,7 @@ def plot_mask(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, pad=16)
-    _blocked_legend(ax)
+    _blocked_legend(ax, legend_label)
     return ax
 
 
@@ -242,27 +275,6 @@ def plot_padded_batch(
     """
     if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
         raise ValueError(f"ids: expected a 2-D LongTensor [B, L], got {ids!r:.80}")
-    batch, length = ids.shape
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.55 * length + 1.6, 0.45 * batch + 1.3))
-    ax.imshow(np.ones((batch, length)), cmap="gray", vmin=0, vmax=1, aspect="auto")
-    for b in range(batch):
-        for t in range(length):
-            token = int(ids[b, t])
-            if token == pad_id:
-                ax.add_patch(Rectangle((t - 0.5, b - 0.5), 1, 1, **BLOCKED_STYLE))
-            label = itos[token] if itos is not None else str(token)
-            ax.text(t, b, label, ha="center", va="center", fontsize=8)
-    ax.set_xticks(np.arange(-0.5, length), minor=True)
-    ax.set_yticks(np.arange(-0.5, batch), minor=True)
-    ax.grid(which="minor", color="#b0b0b0", linewidth=0.5)
-    ax.tick_params(which="minor", length=0)
-    ax.set_xticks(range(length))
-    ax.set_yticks(range(batch))
-    ax.set_xlabel("position")
-    ax.set_ylabel("sequence in batch")
-    ax.set_title(title, pad=16)
-    ax.legend(handles=[Patch(**BLOCKED_STYLE, label="PAD (masked out)")], loc="lower left",
-              bbox_to_anchor=(0.0, 1.0), frameon=False, fontsize=8, handlelength=1.5,
-              borderaxespad=0.1)
-    return ax
+    cells = [[itos[int(t)] if itos is not None else str(int(t)) for t in row] for row in ids]
+    return plot_grid(cells, (ids == pad_id).cpu(), title=title, ax=ax, xlabel="position",
+                     ylabel="sequence in batch", legend_label="PAD (masked out)")

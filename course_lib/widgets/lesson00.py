@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Patch
 
 from course_lib.masks import causal_mask, padding_mask, to_additive, to_sdpa
-from course_lib.viz import BLOCKED_STYLE
+from course_lib.viz import BLOCKED_STYLE, plot_grid
 from course_lib.widgets.core import Control, Explorer
 
 __all__ = [
@@ -105,28 +105,11 @@ def plot_convention(mask_kind: str, convention: str, *, ax: Axes) -> Axes:
     blocked = mask_in_convention(mask_kind, "nn.MultiheadAttention (bool)").numpy()
     shape = list(mask.shape)
     values = mask.reshape(blocked.shape).numpy()
-    rows, cols = blocked.shape
-    ax.imshow(np.ones((rows, cols)), cmap="gray", vmin=0, vmax=1, aspect="equal")
-    for r in range(rows):
-        for c in range(cols):
-            if blocked[r, c]:
-                ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, **BLOCKED_STYLE))
-            ax.text(c, r, _cell_text(values[r, c]), ha="center", va="center", fontsize=8,
-                    weight="bold" if blocked[r, c] else "normal",
-                    bbox={"boxstyle": "round,pad=0.12", "facecolor": "white",
-                          "edgecolor": "none", "alpha": 0.9} if blocked[r, c] else None)
-    ax.set_xticks(np.arange(-0.5, cols), minor=True)
-    ax.set_yticks(np.arange(-0.5, rows), minor=True)
-    ax.grid(which="minor", color="#b0b0b0", linewidth=0.5)
-    ax.tick_params(which="minor", length=0)
-    ax.set_xticks(range(cols))
-    ax.set_yticks(range(rows))
-    if mask_kind == "padding":
-        ax.set_xlabel("key position")
-        ax.set_ylabel("sequence in batch")
-    else:
-        ax.set_xlabel("key position")
-        ax.set_ylabel("query position")
+    cells = [[_cell_text(value) for value in row] for row in values]
+    ylabel = "sequence in batch" if mask_kind == "padding" else "query position"
+    plot_grid(cells, blocked, ax=ax, xlabel="key position", ylabel=ylabel)
+    ax.get_legend().remove()  # draw_convention puts one legend under the figure
+    ax.set_aspect("equal")
     drawn = "" if shape == list(blocked.shape) else f" (drawn {list(blocked.shape)})"
     dtype = str(mask.dtype).removeprefix("torch.")
     ax.set_title(f"{where}\n{meaning}\ndtype {dtype}, shape {shape}{drawn}", fontsize=10)
