@@ -1,19 +1,27 @@
-"""Token ids and batches: the vocabulary with its special tokens, and length bucketing.
+"""Token ids and batches: the vocabulary, length bucketing, and the toy seq2seq tasks.
 
 The special ids are fixed class constants, so code says ``Vocab.PAD`` instead of a bare 0.
 Batching works on *lengths* and returns *indices*: the caller decides how a batch of
 sequences is padded (``torch.nn.utils.rnn.pad_sequence(..., padding_value=Vocab.PAD)``).
+For the seq2seq tasks, :func:`collate` does the padding and builds every mask.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
-__all__ = ["Vocab", "sample_lengths", "random_batches", "bucket_batches", "pad_fraction"]
+from course_lib.masks import causal_mask
+
+__all__ = [
+    "Vocab", "sample_lengths", "random_batches", "bucket_batches", "pad_fraction",
+    "LETTERS", "TASKS", "make_pairs", "Batch", "collate", "batch_stream", "bucketed_batches",
+]
 
 
 class Vocab:
@@ -198,3 +206,149 @@ def pad_fraction(batch_lengths: Iterable[Sequence[int]]) -> float:
     if cells == 0:
         raise ValueError("batch_lengths: expected at least one batch, got none")
     return pads / cells
+
+
+# --- toy seq2seq tasks ---------------------------------------------------------------------
+
+LETTERS = tuple("abcdefghij")
+TASKS = {"reverse": lambda src: src[::-1], "copy": lambda src: src, "sort": sorted}
+Pair = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _check_task(task: str, min_len: int, max_len: int, alphabet: Sequence[str]) -> None:
+    if task not in TASKS:
+        raise ValueError(f"task: expected one of {sorted(TASKS)}, got {task!r}")
+    _check_positive_int("min_len", min_len)
+    _check_positive_int("max_len", max_len)
+    if min_len > max_len:
+        raise ValueError(f"min_len: expected <= max_len = {max_len}, got {min_len}")
+    if isinstance(alphabet, str) or not alphabet:
+        raise ValueError(f"alphabet: expected a non-empty sequence of tokens, got {alphabet!r}")
+
+
+def _sources_left(alphabet, min_len: int, max_len: int, excluded: set) -> int:
+    """How many distinct sources of an allowed length are not excluded."""
+    total = sum(len(alphabet) ** length for length in range(min_len, max_len + 1))
+    return total - sum(min_len <= len(src) <= max_len for src in excluded)
+
+
+def _random_pairs(task, alphabet, min_len, max_len, rng, excluded) -> Iterator[Pair]:
+    while True:
+        src = tuple(rng.choices(alphabet, k=rng.randint(min_len, max_len)))
+        if src not in excluded:
+            yield src, tuple(TASKS[task](src))
+
+
+def make_pairs(
+    task: str, n: int, *, min_len: int, max_len: int, seed: int,
+    alphabet: Sequence[str] = LETTERS, disjoint_from: Collection[Pair] = (),
+) -> list[Pair]:
+    """``n`` distinct ``(src_tokens, tgt_tokens)`` pairs of a toy task, as tuples of str.
+
+    Each source has a length drawn uniformly from ``[min_len, max_len]`` and letters drawn
+    uniformly from ``alphabet``; the target is the source reversed (``"reverse"``), copied
+    (``"copy"``) or sorted (``"sort"``). No source occurs twice, and none occurs in
+    ``disjoint_from`` (pairs, e.g. a held-out set that training must never see).
+    """
+    _check_task(task, min_len, max_len, alphabet)
+    _check_positive_int("n", n)
+    excluded = {tuple(src) for src, _ in disjoint_from}
+    available = _sources_left(alphabet, min_len, max_len, excluded)
+    if n > available:
+        raise ValueError(
+            f"n: only {available} distinct sources of length {min_len}-{max_len} exist over "
+            f"{len(alphabet)} letters (minus disjoint_from), got n={n}"
+        )
+    pairs: dict[tuple[str, ...], Pair] = {}
+    rng = random.Random(seed)
+    for src, tgt in _random_pairs(task, tuple(alphabet), min_len, max_len, rng, excluded):
+        pairs.setdefault(src, (src, tgt))
+        if len(pairs) == n:
+            return list(pairs.values())
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A padded seq2seq batch with every mask ``nn.Transformer`` needs (True = blocked).
+
+    Attributes:
+        src: LongTensor[B, S], sources right-padded with PAD.
+        tgt_in: LongTensor[B, T], ``[BOS] + target`` (what the decoder reads).
+        tgt_out: LongTensor[B, T], ``target + [EOS]`` (what it must predict), one position ahead.
+        src_key_padding_mask: BoolTensor[B, S], True at PAD; also the memory_key_padding_mask.
+        tgt_key_padding_mask: BoolTensor[B, T], True at PAD.
+        tgt_mask: BoolTensor[T, T], True above the diagonal (no peeking at later targets).
+    """
+
+    src: torch.Tensor
+    tgt_in: torch.Tensor
+    tgt_out: torch.Tensor
+    src_key_padding_mask: torch.Tensor
+    tgt_key_padding_mask: torch.Tensor
+    tgt_mask: torch.Tensor
+
+    @property
+    def memory_key_padding_mask(self) -> torch.Tensor:
+        """The decoder's cross-attention keys are the source positions: the same mask."""
+        return self.src_key_padding_mask
+
+
+def collate(pairs: Sequence[Pair], vocab: Vocab) -> Batch:
+    """Encode ``(src_tokens, tgt_tokens)`` pairs with ``vocab``, pad them and build the masks.
+
+    The target is shifted around BOS/EOS (teacher forcing): ``tgt_in = [BOS] + tgt`` and
+    ``tgt_out = tgt + [EOS]``, so ``tgt_out[:, t]`` is the token that follows ``tgt_in[:, t]``.
+    """
+    if not isinstance(vocab, Vocab):
+        raise TypeError(f"vocab: expected a course_lib.data.Vocab, got {type(vocab).__name__}")
+    if isinstance(pairs, str | bytes) or not isinstance(pairs, Sequence):
+        raise TypeError(f"pairs: expected a list of (src, tgt) pairs, got {type(pairs).__name__}")
+    if len(pairs) == 0:
+        raise ValueError("pairs: expected at least one (src, tgt) pair, got an empty batch")
+    src_ids, tgt_in, tgt_out = [], [], []
+    for i, pair in enumerate(pairs):
+        if not isinstance(pair, Sequence) or len(pair) != 2 or isinstance(pair, str):
+            raise TypeError(f"pairs[{i}]: expected a (src_tokens, tgt_tokens) pair, got {pair!r}")
+        if len(pair[0]) == 0:
+            raise ValueError(f"pairs[{i}]: the source is empty; every source needs a token")
+        src_ids.append(torch.tensor(vocab.encode(pair[0])))
+        tgt = vocab.encode(pair[1])
+        tgt_in.append(torch.tensor([Vocab.BOS, *tgt]))
+        tgt_out.append(torch.tensor([*tgt, Vocab.EOS]))
+    src = pad_sequence(src_ids, batch_first=True, padding_value=Vocab.PAD)
+    tgt_in = pad_sequence(tgt_in, batch_first=True, padding_value=Vocab.PAD)
+    tgt_out = pad_sequence(tgt_out, batch_first=True, padding_value=Vocab.PAD)
+    return Batch(src, tgt_in, tgt_out, src == Vocab.PAD, tgt_in == Vocab.PAD,
+                 causal_mask(tgt_in.shape[1]))
+
+
+def bucketed_batches(
+    pairs: Sequence[Pair], vocab: Vocab, batch_size: int, *, shuffle: bool = True, seed: int = 0
+) -> list[Batch]:
+    """One epoch of ``pairs`` as collated batches of similar source lengths (less PAD)."""
+    if len(pairs) == 0:
+        raise ValueError("pairs: expected at least one (src, tgt) pair, got none")
+    lengths = [max(len(src), len(tgt) + 1) for src, tgt in pairs]
+    return [collate([pairs[i] for i in batch], vocab)
+            for batch in bucket_batches(lengths, batch_size, shuffle=shuffle, seed=seed)]
+
+
+def batch_stream(
+    task: str, vocab: Vocab, batch_size: int, *, min_len: int, max_len: int, seed: int,
+    disjoint_from: Collection[Pair] = (),
+) -> Iterator[Batch]:
+    """Endless collated batches of fresh random pairs: infinite data, nothing seen twice on
+    purpose, and never a source of ``disjoint_from`` (the held-out pairs).
+
+    The letters are ``vocab``'s ordinary tokens. Lengths are mixed within a batch: batches
+    of similar lengths (bucketing) save PAD but, on the reverse task, slow learning down.
+    """
+    alphabet = tuple(vocab.itos[len(Vocab.SPECIALS):])
+    _check_task(task, min_len, max_len, alphabet)
+    _check_positive_int("batch_size", batch_size)
+    excluded = {tuple(src) for src, _ in disjoint_from}
+    if _sources_left(alphabet, min_len, max_len, excluded) == 0:
+        raise ValueError("disjoint_from: excludes every source of the allowed lengths")
+    pairs = _random_pairs(task, alphabet, min_len, max_len, random.Random(seed), excluded)
+    while True:
+        yield collate([next(pairs) for _ in range(batch_size)], vocab)
