@@ -99,6 +99,5 @@ def trained_reverse_model(seed: int = 0, *, progress: bool = False) -> Seq2SeqTr
     if path.exists():
         return load_checkpoint(path, new_model(seed)).eval()
     model, _ = train_reverse(seed, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, path)
     return model

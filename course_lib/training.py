@@ -201,9 +201,11 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """Write ``model``'s configuration and weights to ``path`` atomically.
 
     The file is written to a temporary file in the same folder and renamed over ``path``
-    (``os.replace``), so an interrupted save never leaves a truncated checkpoint.
+    (``os.replace``), so an interrupted save never leaves a truncated checkpoint. Missing
+    parent folders are created.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:

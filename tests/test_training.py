@@ -159,10 +159,10 @@ def test_evaluate_scores_exact_match_and_token_accuracy():
 
 def test_checkpoint_round_trip_is_atomic(tmp_path):
     model, other = small_model(0), small_model(1)
-    path = tmp_path / "model.pt"
+    path = tmp_path / "new folder" / "model.pt"  # missing folders are created
     save_checkpoint(model, path)
     save_checkpoint(model, path)  # overwriting works too
-    assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left behind
+    assert os.listdir(path.parent) == ["model.pt"]  # no temporary file left behind
     load_checkpoint(path, other)
     for key, value in model.state_dict().items():
         assert torch.equal(value, other.state_dict()[key])
