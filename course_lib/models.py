@@ -16,7 +16,7 @@ from torch import nn
 from course_lib._checks import check_bool_mask, check_tensor
 from course_lib.masks import causal_mask, padding_mask
 
-__all__ = ["Seq2SeqTransformer", "sinusoidal_positions"]
+__all__ = ["Seq2SeqTransformer", "sinusoidal_positions", "RNNSeq2Seq"]
 
 
 def sinusoidal_positions(max_len: int, d_model: int) -> torch.Tensor:
@@ -164,3 +164,8 @@ class Seq2SeqTransformer(nn.Module):
             tgt_key_padding_mask=padding_mask(tgt_in, self.pad_id),
             memory_key_padding_mask=src_key_padding_mask,
         )
+
+
+# The attention RNN of lesson 07 lives in its own module; re-exported so
+# ``course_lib.models.RNNSeq2Seq`` names both seq2seq models in one place.
+from course_lib.rnn import RNNSeq2Seq  # noqa: E402
