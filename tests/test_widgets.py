@@ -74,3 +74,19 @@ def test_widget_has_one_input_per_control(factory):
     assert [i.description for i in inputs] == [c.label for c in explorer.controls.values()]
     assert [i.value for i in inputs] == list(explorer.default_state.values())
     plt.close("all")
+
+
+def test_one_thread_runs_the_block_on_one_thread_and_restores_the_count_even_on_error():
+    import torch
+
+    from course_lib.widgets.core import one_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="inside"), one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -8,8 +8,6 @@ draws them, blocked cells hatched as everywhere in the course.
 
 from __future__ import annotations
 
-import contextlib
-
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.cm import ScalarMappable
@@ -31,7 +29,7 @@ from course_lib.transformer_lab import (
     example_masks,
     example_model,
 )
-from course_lib.widgets.core import Control, Explorer
+from course_lib.widgets.core import Control, Explorer, one_thread
 
 __all__ = ["SHOWN_ELEMENT", "MASK_ROLES", "plot_six_masks", "lab_weights", "draw_mask_lab",
            "mask_lab"]
@@ -83,17 +81,6 @@ def plot_six_masks(batch: ExampleBatch, masks: dict[str, torch.Tensor], *,
     return fig
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Tensors this small are fastest on one thread, and steadily so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def lab_weights(**switches: bool) -> dict[str, torch.Tensor]:
     """Run the lab's model with the masks switched on; layer-0 weights per block [B, H, Lq, Lk]."""
     unknown = set(switches) - set(MASK_NAMES)
@@ -103,7 +90,7 @@ def lab_weights(**switches: bool) -> dict[str, torch.Tensor]:
     masks = example_masks(batch)
     given = {name: masks[name] for name in MASK_NAMES if switches.get(name, False)}
     model = example_model()
-    with _one_thread(), torch.no_grad(), capture_attention(model.transformer) as captured:
+    with one_thread(), torch.no_grad(), capture_attention(model.transformer) as captured:
         model(batch.src, batch.tgt, **given)
     return {block: captured[module.format(0)] for block, (module, _, _) in BLOCKS.items()}
 
@@ -136,7 +123,7 @@ def draw_mask_lab(
     """
     switches = dict(zip(MASK_NAMES, (src_mask, tgt_mask, memory_mask, src_key_padding_mask,
                                      tgt_key_padding_mask, memory_key_padding_mask), strict=True))
-    with _one_thread():
+    with one_thread():
         return _draw_lab(switches)
 
 

@@ -10,7 +10,6 @@ temperature.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import matplotlib.pyplot as plt
@@ -22,7 +21,7 @@ from course_lib import recipes, viz
 from course_lib.data import Vocab
 from course_lib.decoding import beam_search, greedy_decode, sample, top_k_filter, top_p_filter
 from course_lib.kv_cache import start_decoder
-from course_lib.widgets.core import Control, Explorer
+from course_lib.widgets.core import Control, Explorer, one_thread
 
 __all__ = ["METHODS", "SAMPLES", "explorer_sources", "uncertain_step", "kept_tokens",
            "draw_decoding", "decoding_explorer"]
@@ -31,17 +30,6 @@ METHODS = ("sampling", "greedy", "beam search")
 SAMPLES = 4
 MAX_LEN = 12
 KEPT_COLOR = plt.get_cmap(viz.CMAP)(0.55)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Tensors this small are fastest on one thread, and steadily so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,7 +56,7 @@ def uncertain_step(source: str) -> tuple[tuple[int, ...], torch.Tensor]:
     """
     model, src = _model(), _ids(source)
     output = _greedy_output(source)
-    with _one_thread(), torch.no_grad():
+    with one_thread(), torch.no_grad():
         decoder = start_decoder(model, src)
         fed, steps = Vocab.BOS, []
         for token in output:
@@ -99,13 +87,13 @@ def kept_tokens(logits: torch.Tensor, method: str, *, beam_size: int, top_k: int
 
 @functools.lru_cache(maxsize=8)
 def _greedy_output(source: str) -> tuple[int, ...]:
-    with _one_thread():
+    with one_thread():
         return tuple(greedy_decode(_model(), _ids(source), max_len=MAX_LEN)[0].tolist())
 
 
 @functools.lru_cache(maxsize=16)
 def _beam_lines(source: str, beam_size: int) -> tuple[str, ...]:
-    with _one_thread():
+    with one_thread():
         result = beam_search(_model(), _ids(source), beam_size=beam_size, max_len=MAX_LEN,
                              length_penalty=1.0)
     return tuple(f"{_text(tokens):<26} score {score:.3f}" for tokens, score
@@ -114,7 +102,7 @@ def _beam_lines(source: str, beam_size: int) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=64)
 def _sample_lines(source: str, top_k: int, top_p: float, temperature: float) -> tuple[str, ...]:
-    with _one_thread():
+    with one_thread():
         samples = sample(_model(), _ids(source).expand(SAMPLES, -1), max_len=MAX_LEN,
                          top_k=top_k, top_p=top_p, temperature=temperature,
                          generator=torch.Generator().manual_seed(0))
