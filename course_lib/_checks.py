@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_tensor", "check_bool_mask", "check_mask", "check_same_device"]
+__all__ = ["check_tensor", "check_token_ids", "check_probability", "check_bool_mask", "check_mask",
+           "check_same_device"]
 
 
 def _describe(value: object) -> str:
@@ -27,6 +28,24 @@ def check_tensor(name: str, value: object, *, ndim: int | tuple[int, ...] | None
             wanted = " or ".join(f"{n}-D" for n in allowed)
             raise ValueError(f"{name}: expected a {wanted} tensor, got {_describe(value)}")
 
+
+
+def check_token_ids(name: str, ids: object, *, vocab_size: int | None = None) -> None:
+    """Raise unless `ids` is a 2-D integer tensor [B, L] of ids in 0..vocab_size-1 (if given)."""
+    check_tensor(name, ids, ndim=2)
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"{name}: expected integer token ids, got a {ids.dtype} tensor")
+    if vocab_size is not None and ids.numel() \
+            and not 0 <= int(ids.min()) <= int(ids.max()) < vocab_size:
+        raise ValueError(f"{name}: expected ids in 0..{vocab_size - 1}, got values in "
+                         f"{int(ids.min())}..{int(ids.max())}")
+
+
+def check_probability(name: str, value: object) -> float:
+    """Return `value` as a float, or raise ValueError unless it is a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
+    return float(value)
 
 def _reject_non_bool(name: str, mask: torch.Tensor, *, float_ok: bool) -> None:
     if mask.dtype == torch.bool:

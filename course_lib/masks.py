@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib._checks import check_bool_mask, check_mask, check_tensor
+from course_lib._checks import check_bool_mask, check_mask, check_tensor, check_token_ids
 
 __all__ = ["padding_mask", "causal_mask", "to_additive", "to_sdpa", "from_hf", "merge"]
 
@@ -28,9 +28,7 @@ def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
         BoolTensor[B, L], True at PAD: pass it as ``src_key_padding_mask`` /
         ``tgt_key_padding_mask`` / ``memory_key_padding_mask``.
     """
-    check_tensor("ids", ids, ndim=2)
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        raise TypeError(f"ids: expected integer token ids, got a {ids.dtype} tensor")
+    check_token_ids("ids", ids)
     if isinstance(pad_id, bool) or not isinstance(pad_id, int):
         raise TypeError(f"pad_id: expected an int, got {type(pad_id).__name__} {pad_id!r}")
     return ids == pad_id

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from course_lib._checks import check_bool_mask, check_tensor
+from course_lib._checks import check_bool_mask, check_token_ids
 from course_lib.masks import causal_mask, padding_mask
 
 __all__ = ["Seq2SeqTransformer", "sinusoidal_positions", "RNNSeq2Seq"]
@@ -87,18 +87,12 @@ class Seq2SeqTransformer(nn.Module):
         self.generator = nn.Linear(d_model, vocab_size)
 
     def _check_ids(self, name: str, ids: torch.Tensor) -> None:
-        check_tensor(name, ids, ndim=2)
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise TypeError(f"{name}: expected integer token ids, got a {ids.dtype} tensor")
+        check_token_ids(name, ids, vocab_size=self.config["vocab_size"])
         if ids.shape[1] > self.max_len:
             raise ValueError(
                 f"{name}: length {ids.shape[1]} exceeds the positional encoding's max_len="
                 f"{self.max_len}; build the model with a larger max_len"
             )
-        vocab_size = self.config["vocab_size"]
-        if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < vocab_size:
-            raise ValueError(f"{name}: expected ids in 0..{vocab_size - 1}, got values in "
-                             f"{int(ids.min())}..{int(ids.max())}")
 
     def _embed(self, name: str, ids: torch.Tensor, embedding: nn.Embedding) -> torch.Tensor:
         self._check_ids(name, ids)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from course_lib._checks import check_bool_mask, check_tensor
+from course_lib._checks import check_bool_mask, check_probability, check_tensor, check_token_ids
 from course_lib.masks import causal_mask, padding_mask
 
 __all__ = ["RNNSeq2Seq", "ScheduledDecoding"]
@@ -92,13 +92,7 @@ class RNNSeq2Seq(nn.Module):
     # --- validation -----------------------------------------------------------------------
 
     def _check_ids(self, name: str, ids: torch.Tensor) -> None:
-        check_tensor(name, ids, ndim=2)
-        if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-            raise TypeError(f"{name}: expected integer token ids, got a {ids.dtype} tensor")
-        vocab_size = self.config["vocab_size"]
-        if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < vocab_size:
-            raise ValueError(f"{name}: expected ids in 0..{vocab_size - 1}, got values in "
-                             f"{int(ids.min())}..{int(ids.max())}")
+        check_token_ids(name, ids, vocab_size=self.config["vocab_size"])
 
     @staticmethod
     def _check_padding(name: str, mask: torch.Tensor, ids: torch.Tensor) -> None:
@@ -254,9 +248,7 @@ class RNNSeq2Seq(nn.Module):
         sample) of its own logits at step t - 1, detached: no gradient flows through the
         choice. Step 0 always reads BOS; PAD positions (after the target) stay PAD.
         """
-        if isinstance(gold_prob, bool) or not isinstance(gold_prob, int | float) \
-                or not 0.0 <= gold_prob <= 1.0:
-            raise ValueError(f"gold_prob: expected a probability in [0, 1], got {gold_prob!r}")
+        gold_prob = check_probability("gold_prob", gold_prob)
         flips = []
 
         def choose_input(t, gold_token, previous_logits):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from course_lib._checks import check_tensor
+from course_lib._checks import check_probability, check_tensor, check_token_ids
 from course_lib.data import Batch
 from course_lib.masks import causal_mask, padding_mask
 from course_lib.rnn import RNNSeq2Seq
@@ -33,26 +33,13 @@ __all__ = ["coin_flips", "predicted_tokens", "mix_inputs", "TwoPass", "two_pass_
            "ScheduledSamplingLoss"]
 
 
-def _check_prob(gold_prob: object) -> float:
-    if isinstance(gold_prob, bool) or not isinstance(gold_prob, int | float) \
-            or not 0.0 <= gold_prob <= 1.0:
-        raise ValueError(f"gold_prob: expected a probability in [0, 1], got {gold_prob!r}")
-    return float(gold_prob)
-
-
-def _check_ids(name: str, ids: object) -> None:
-    check_tensor(name, ids, ndim=2)
-    if ids.dtype.is_floating_point or ids.dtype == torch.bool:
-        raise TypeError(f"{name}: expected integer token ids, got a {ids.dtype} tensor")
-
-
 def coin_flips(shape: tuple[int, int], gold_prob: float, *,
                generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """One independent coin per token: BoolTensor[B, T], True = feed the gold token.
 
     Each cell is True with probability ``gold_prob``; column 0 (BOS) is always True.
     """
-    gold_prob = _check_prob(gold_prob)
+    gold_prob = check_probability("gold_prob", gold_prob)
     if len(shape) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
                               for n in shape):
         raise ValueError(f"shape: expected (B, T) with positive ints, got {shape!r}")
@@ -87,8 +74,8 @@ def mix_inputs(tgt_in: torch.Tensor, predicted: torch.Tensor, use_gold: torch.Te
         LongTensor[B, T]: ``mixed[:, i+1] = tgt_in[:, i+1]`` where ``use_gold[:, i+1]``, else
         ``predicted[:, i]``. Position 0 (BOS) and PAD positions always keep the gold token.
     """
-    _check_ids("tgt_in", tgt_in)
-    _check_ids("predicted", predicted)
+    check_token_ids("tgt_in", tgt_in)
+    check_token_ids("predicted", predicted)
     check_tensor("use_gold", use_gold, ndim=2)
     if use_gold.dtype != torch.bool:
         raise TypeError(f"use_gold: expected a BoolTensor (True = gold token), got "
@@ -130,9 +117,9 @@ def two_pass_logits(
         src: LongTensor[B, S]; tgt_in: LongTensor[B, T] (``[BOS] + target``), right-padded.
         gold_prob: the probability of keeping each gold token.
     """
-    gold_prob = _check_prob(gold_prob)
-    _check_ids("src", src)
-    _check_ids("tgt_in", tgt_in)
+    gold_prob = check_probability("gold_prob", gold_prob)
+    check_token_ids("src", src)
+    check_token_ids("tgt_in", tgt_in)
     pad_id = model.pad_id
     src_key_padding_mask = padding_mask(src, pad_id)
     masks = {"tgt_mask": causal_mask(tgt_in.shape[1], device=tgt_in.device),

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from course_lib._checks import check_tensor
+from course_lib._checks import check_tensor, check_token_ids
 from course_lib.data import Batch, Pair, Vocab, bucketed_batches
 from course_lib.decoding import greedy_decode
 
@@ -44,11 +44,9 @@ def sequence_loss(
         not PAD; for an all-PAD batch it is 0 with zero gradients (that loss gives NaN).
     """
     check_tensor("logits", logits, ndim=3)
-    check_tensor("targets", targets, ndim=2)
+    check_token_ids("targets", targets)
     if not logits.dtype.is_floating_point:
         raise TypeError(f"logits: expected a float tensor, got {logits.dtype}")
-    if targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        raise TypeError(f"targets: expected integer token ids, got {targets.dtype}")
     if logits.shape[:2] != targets.shape:
         raise ValueError(
             f"logits: expected [B, T, V] with [B, T] = targets' {list(targets.shape)}, got "
