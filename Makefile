@@ -1,5 +1,11 @@
 # Two commands matter: `make lab` opens the course, `make test` runs every check.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The course runs on Python 3.11, 3.12 and 3.13: 3.11 when it is there, else the newest of
+# 3.13 and 3.12, else python3. Each candidate must really run (a pyenv shim may not).
+SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(firstword $(foreach p,python3.11 python3.13 python3.12 python3,\
+	$(shell $(p) -c '$(SUPPORTED)' 2>/dev/null && command -v $(p))) python3)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 # Re-install only when the pins or the package metadata change.
@@ -10,10 +16,11 @@ NB_ENV := PYTHONWARNINGS=error::UserWarning,error::FutureWarning MPLBACKEND=modu
 # `make execute NOTEBOOKS=notebooks/01_padding_motivation.ipynb` refreshes one lesson.
 NOTEBOOKS ?= notebooks/*.ipynb
 
-.PHONY: lab test lint unit execute images bench html screenshots
+.PHONY: lab test lint unit portable execute images bench html screenshots
 
 $(STAMP): requirements.txt pyproject.toml tools/page_config.json
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else "Python 3.11, 3.12 or 3.13 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.12 (for example)")'
+	@test ! -x $(BIN)/python || $(BIN)/python -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "$(VENV) was made with Python %d.%d: delete it and run make again" % v)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
 	# The course is offline: no "Jupyter news" prompt or update checks.
@@ -34,6 +41,11 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests
+
+# Every notebook under strict nbval again, with other vector units and thread counts
+# (tools/portability.py says how): the stored outputs must not depend on the machine.
+portable: $(STAMP)
+	$(NB_ENV) $(BIN)/python tools/portability.py $(NOTEBOOKS)
 
 execute: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
