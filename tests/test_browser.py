@@ -225,6 +225,9 @@ def test_every_control_redraws_its_figure(lab, browser, notebook):
                     # on to the same new one (toggles and checkboxes), which must then show
                     # a figure other than the first: an ignored control still fails.
                     print(f"{notebook}: widget {index}, {action}: no redraw in 60 s; retrying")
+                    with open(ARTIFACTS / "lost_redraws.txt", "a") as lost:  # counted across runs
+                        lost.write(f"{time.strftime('%F %T')} {notebook}: widget {index}, "
+                                   f"{action}\n")
                     page.screenshot(path=ARTIFACTS / f"{notebook}_w{index}_c{number}_retry.png")
                     action += ", then " + change(page, control)
                     action += ", then " + change(page, control)
