@@ -30,7 +30,9 @@ def chosen_python(tmp_path: Path, pythons: dict[str, str]) -> str:
             (bin_dir / name).chmod(0o755)
     probe = tmp_path / "probe.mk"
     probe.write_text(f"include {ROOT / 'Makefile'}\nprobe:\n\t@/bin/echo $(PYTHON)\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    # Under `make test PYTHON=...`, the outer make passes PYTHON on through MAKEFLAGS.
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"PYTHON", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     env["PATH"] = str(bin_dir)
     result = subprocess.run([MAKE, "--no-print-directory", "-f", str(probe), "probe"],
                             cwd=ROOT, env=env, capture_output=True, text=True, check=True)
