@@ -164,8 +164,10 @@ class CapturedAttention(dict):
     ``"encoder.layers.0.self_attn"`` or ``"decoder.layers.1.multihead_attn"``);
     ``captured.calls[name]`` lists every call in order (useful when decoding step by step).
     Rows whose keys are all blocked hold zeros, as everywhere in course_lib. So do PAD
-    query rows of an ``nn.TransformerEncoder`` run in eval mode without autograd: its
-    nested-tensor path never computes them (and outputs 0.0 there).
+    query rows of an ``nn.TransformerEncoder`` on its nested-tensor fast path (eval mode,
+    no autograd, a right-padded ``src_key_padding_mask``, no ``mask``): it never computes
+    them. Its output there is 0.0 before its final ``norm`` and that norm's bias after it;
+    do not rely on either.
     """
 
     def __init__(self) -> None:

@@ -7,10 +7,14 @@ model's prediction.
 
 * :class:`course_lib.rnn.RNNSeq2Seq` does it step by step (``decode_scheduled``).
 * A Transformer decodes all positions in parallel, so there is no "previous prediction" while
-  it trains. The two-pass variant (Mihaylova & Martins 2019) runs a first pass on the gold
-  ``tgt_in`` without gradients; its logits at position i predict ``tgt_out[:, i]``, which is
-  ``tgt_in[:, i+1]``, so the predicted token of position i may replace the gold input at
-  position **i+1**. The second pass reads the mixed input and is trained as usual.
+  it trains. Mihaylova & Martins (2019) run the decoder twice and try several variants: the
+  first pass with or without backpropagation through it, and several ways to turn its
+  predictions into second-pass input embeddings (the argmax token's embedding, a
+  softmax-weighted or Gumbel-softmax mix of embeddings). Ours is one of them: the argmax
+  token, no gradient through the first pass. Its logits at position i predict
+  ``tgt_out[:, i]``, which is ``tgt_in[:, i+1]``, so the predicted token of position i may
+  replace the gold input at position **i+1**. The second pass reads the mixed input and is
+  trained as usual.
 
 :class:`ScheduledSamplingLoss` plugs either into :func:`course_lib.training.train` as its
 ``loss_fn``; it counts its own calls to know the step of the schedule.

@@ -153,8 +153,9 @@ CODES: dict[str, Entry] = {
         "padding_idx=pad_id"),
     "embedding-pad-row-nonzero": Entry(
         "warning", "an embedding whose PAD row is not zero",
-        "padding_idx only zeroes the row at construction and freezes it: re-initialising the "
-        "weights (nn.init.normal_) afterwards leaves frozen noise there",
+        "padding_idx only zeroes the row at construction and gives it no gradient: "
+        "re-initialising the weights (nn.init.normal_) afterwards leaves noise there, which "
+        "no gradient removes (AdamW's weight decay only shrinks it slowly)",
         "re-zero it after initialising: with torch.no_grad(): emb.weight[pad_id].zero_()"),
     "model-pad-id-mismatch": Entry(
         "error", "the model's pad_id is not the batch's",
@@ -162,10 +163,12 @@ CODES: dict[str, Entry] = {
         "build the model with pad_id equal to the vocabulary's PAD id"),
     "encoder-fast-path": Entry(
         "warning", "an eval-mode encoder on the nested-tensor fast path",
-        "in eval mode without autograd nn.TransformerEncoder packs the real tokens into a "
-        "nested tensor: PAD outputs become exactly 0.0 (non-zero in training), it warns "
-        "'nested tensors is in prototype stage', and zeroed PAD memory can hide a missing "
-        "memory_key_padding_mask from a PAD-contents test",
+        "in eval mode without autograd, with a right-padded src_key_padding_mask and no "
+        "mask, nn.TransformerEncoder packs the real tokens into a nested tensor: its PAD "
+        "outputs become a constant (0.0, then the final norm's bias if it has a final norm; "
+        "non-constant garbage in training), it warns 'nested tensors is in prototype stage', "
+        "and constant PAD memory can hide a missing memory_key_padding_mask from a "
+        "PAD-contents test",
         "nn.TransformerEncoder(..., enable_nested_tensor=False) as Seq2SeqTransformer does, or "
         "torch.backends.mha.set_fastpath_enabled(False); test masking in training mode"),
     "loss-ignore-index": Entry(

@@ -53,7 +53,8 @@ def _fast_path_findings(setup: Setup) -> list[Finding]:
             where = f"model.{name}" if name else "model"
             out.append(finding("encoder-fast-path", where, (
                 f"{where} is an nn.TransformerEncoder in eval mode with enable_nested_tensor="
-                "True: under torch.no_grad() its PAD outputs are exactly 0.0")))
+                "True: under torch.no_grad(), with right padding, its PAD outputs are a "
+                "constant (0.0, or its final norm's bias)")))
     return out
 
 
