@@ -16,7 +16,7 @@ NB_ENV := PYTHONWARNINGS=error::UserWarning,error::FutureWarning MPLBACKEND=modu
 # `make execute NOTEBOOKS=notebooks/01_padding_motivation.ipynb` refreshes one lesson.
 NOTEBOOKS ?= notebooks/*.ipynb
 
-.PHONY: lab test lint unit portable execute images bench html screenshots
+.PHONY: lab reset test lint unit portable execute images bench html screenshots
 
 $(STAMP): requirements.txt pyproject.toml tools/page_config.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else "Python 3.11, 3.12 or 3.13 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.12 (for example)")'
@@ -27,11 +27,18 @@ $(STAMP): requirements.txt pyproject.toml tools/page_config.json
 	mkdir -p $(VENV)/etc/jupyter/labconfig && cp tools/page_config.json $(VENV)/etc/jupyter/labconfig/
 	touch $@
 
-# Rooted at the repository so notebooks can show ../images; opens lesson 00.
+# The learner works in my-notebooks/ (git-ignored copies, made on first use), never in the
+# tested notebooks/. Rooted at the repository so lessons can show ../images; opens lesson 00.
 # JupyterLab refuses to run as root (containers often do) unless told so.
 lab: $(STAMP)
+	@$(BIN)/python tools/learner_copy.py sync
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) --ServerApp.root_dir=. \
-		--LabApp.default_url=/lab/tree/notebooks/00_start_here.ipynb
+		--LabApp.default_url=/lab/tree/my-notebooks/00_start_here.ipynb
+
+# `make reset LESSON=05` puts your copy of lesson 05 back as it was (LESSON=all: every one);
+# the replaced copy is kept in my-notebooks/.backup/.
+reset: $(STAMP)
+	@$(BIN)/python tools/learner_copy.py reset $(LESSON)
 
 test: lint
 	$(NB_ENV) $(BIN)/pytest

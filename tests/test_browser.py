@@ -246,3 +246,33 @@ def test_every_control_redraws_its_figure(lab, browser, notebook):
             request = urllib.request.Request(
                 f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
             urllib.request.urlopen(request)
+
+
+def test_a_learners_edit_reaches_the_learners_copy_and_never_notebooks(lab, browser):
+    """`make lab` opens my-notebooks/ (tools/learner_copy.py); here a throwaway copy of the
+    same kind, so the test never touches a learner's real work."""
+    from tools import learner_copy
+
+    learner = ARTIFACTS.parent / "learner-copy"
+    shutil.rmtree(learner, ignore_errors=True)
+    learner_copy.sync(REPO / "notebooks", learner)
+    original = (REPO / "notebooks" / "00_start_here.ipynb").read_bytes()
+    url, token = lab
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    try:
+        page.goto(f"{url}/lab/tree/{learner.relative_to(REPO)}/00_start_here.ipynb"
+                  f"?reset&token={token}")
+        page.wait_for_selector(f"{PANEL} .jp-CodeCell .cm-content", timeout=60_000)
+        page.click(f"{PANEL} .jp-CodeCell .cm-content")
+        page.keyboard.press("Control+End")
+        page.keyboard.type("\n# a learner's note")
+        page.keyboard.press("Control+s")
+        copy = learner / "00_start_here.ipynb"
+        deadline = time.monotonic() + 30
+        while "a learner's note" not in copy.read_text() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert "a learner's note" in copy.read_text(), "the edit was not saved to the copy"
+        assert (REPO / "notebooks" / "00_start_here.ipynb").read_bytes() == original
+    finally:
+        page.close()
+        shutil.rmtree(learner, ignore_errors=True)
