@@ -104,7 +104,8 @@ def train(
     eval_every: int = 100, target_exact_match: float | None = None,
     max_seconds: float | None = None, progress: bool = True,
 ) -> History:
-    """AdamW with linear warmup then cosine decay, gradient clipping and a progress bar.
+    """AdamW with linear warmup then cosine decay, gradient clipping and a progress bar
+    (``progress``; reaching ``target_exact_match`` ends it full, as "target reached").
 
     Args:
         model: a :class:`course_lib.models.Seq2SeqTransformer`, trained in place.
@@ -164,10 +165,29 @@ def train(
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             history.stopped = "max_seconds"
             break
-    bar.close()
+    _close(bar, history.stopped)
     model.eval()
     history.seconds = time.perf_counter() - start
     return history
+
+
+def _close(bar: tqdm, stopped: str) -> None:
+    """Close the progress bar so that it tells how training ended.
+
+    A notebook bar (tqdm.notebook) closed before its total turns red, as if training had
+    failed. Reaching the target is a success: the bar ends full at the step reached, labelled
+    "target reached". A stop at ``max_seconds`` stays short of its total (and red): the
+    schedule did not run to its end.
+    """
+    if stopped == "target":
+        bar.total = bar.n
+        container = getattr(bar, "container", None)  # tqdm.notebook's (text, bar, text) box
+        if container is not None:
+            container.children[-2].max = bar.n
+        bar.set_description("training: target reached", refresh=False)
+    elif stopped == "max_seconds":
+        bar.set_description("training: stopped at max_seconds", refresh=False)
+    bar.close()
 
 
 @torch.no_grad()

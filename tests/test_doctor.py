@@ -370,9 +370,28 @@ def test_report_is_a_sorted_printable_list_of_findings():
     assert all(len(line) <= 100 for line in text.splitlines())
     for label in ("problem:", "why:", "fix:"):
         assert text.count(label) == 2
-    markdown = report._repr_markdown_()
-    assert markdown.startswith("**mask doctor: 1 error and 1 warning")
-    assert markdown.count("\n- ") == 2 and "`memory-key-padding-mask-missing`" in markdown
+
+
+def test_report_shows_in_a_notebook_as_readable_html_with_the_text_escaped():
+    report = doctor.check(**call(tgt_key_padding_mask=None, memory_key_padding_mask=None))
+    shown = report._repr_html_()
+    assert shown.startswith('<div class="doctor-report"')
+    assert "✗ mask doctor: 1 error and 1 warning" in shown
+    assert shown.count('class="doctor-finding doctor-error"') == 1
+    assert shown.count('class="doctor-finding doctor-warning"') == 1
+    assert "#a40e26" in shown and "#7d4e00" in shown  # red for the error, amber the warning
+    assert "✗ error</strong>" in shown and "! warning</strong>" in shown  # not colour alone
+    assert "<code>memory-key-padding-mask-missing</code>" in shown
+    assert shown.count("<strong>Fix:</strong>") == 2
+    font_size = int(re.search(r"font-size: (\d+)px", shown).group(1))
+    assert font_size >= 14 and "monospace" not in shown and "overflow-wrap: anywhere" in shown
+    healthy = doctor.check(**call())._repr_html_()
+    assert "doctor-ok" in healthy and "✓ mask doctor: no problems found" in healthy
+    odd = doctor.Finding("integer-mask", "error", "m<a>sk", "a & b < c", "\"why\"", "x = 'y'")
+    escaped = doctor.Report([odd], checked=["<src>"])._repr_html_()
+    assert "m&lt;a&gt;sk" in escaped and "a &amp; b &lt; c" in escaped
+    assert "&quot;why&quot;" in escaped and "x = &#x27;y&#x27;" in escaped
+    assert "(checked &lt;src&gt;)" in escaped and "<src>" not in escaped and "<a>" not in escaped
 
 
 def test_fix_text_names_the_right_ids():

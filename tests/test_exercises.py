@@ -79,3 +79,28 @@ def test_unknown_key_and_duplicate_registration_are_errors():
     key = next(iter(EXERCISES))
     with pytest.raises(ValueError, match="registered twice"):
         exercise(key, hint="", solution=None)(lambda answer: None)
+
+
+def test_feedback_shows_in_a_notebook_as_icon_word_and_colour_with_the_text_escaped():
+    from course_lib.exercises.core import Feedback
+
+    key = next(iter(EXERCISES))
+    right = check(key, solution(key))._repr_html_()
+    assert "course-feedback-correct" in right and "#116329" in right  # green
+    assert "✓ correct</strong>" in right and "correct!" not in right  # said once
+    unattempted = check(key, None)
+    shown = unattempted._repr_html_()
+    assert "course-feedback-not_attempted" in shown and "#57606a" in shown  # grey
+    assert "… not attempted yet</strong>" in shown and "hint:" in shown
+    assert shown.count("not attempted yet") == 1
+    wrong = Feedback("00.x<y>", "wrong", "expected <B, S> & got 'a\"b'")._repr_html_()
+    assert "course-feedback-wrong" in wrong and "#a40e26" in wrong  # red
+    assert "✗ wrong</strong>" in wrong
+    assert "[00.x&lt;y&gt;]" in wrong
+    assert "expected &lt;B, S&gt; &amp; got &#x27;a&quot;b&#x27;" in wrong
+    assert "<B, S>" not in wrong
+    for html in (right, shown, wrong):
+        font_size = int(re.search(r"font-size: (\d+)px", html).group(1))
+        assert font_size >= 14
+    # ... and the plain text stays what terminals and tests read.
+    assert repr(unattempted) == f"… [{key}] {unattempted.message}"

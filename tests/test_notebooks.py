@@ -44,6 +44,57 @@ def test_opens_with_title_goals_and_prerequisites(path):
     assert re.search(r"learning goals", first, re.I) and re.search(r"prerequisites", first, re.I)
 
 
+COURSE_MAP = "00_start_here.ipynb#5.-The-course-map"
+LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+
+
+def links(cell):
+    return [target for _, target in LINK.findall(source(cell))] \
+        if cell["cell_type"] == "markdown" else []
+
+
+def heading_ids(nb):
+    """The ids JupyterLab and nbconvert give the headings: the text, spaces as '-'."""
+    return {re.sub(r"[`*]", "", line.lstrip("#").strip()).replace(" ", "-")
+            for c in nb["cells"] if c["cell_type"] == "markdown"
+            for line in source(c).splitlines() if line.startswith("#")}
+
+
+@params
+def test_starts_with_a_link_to_the_course_map_and_ends_with_one_to_the_next_lesson(path):
+    nb = load(path)
+    here = "#5.-The-course-map" if path.stem == "00_start_here" else COURSE_MAP
+    assert here in links(nb["cells"][0]), "the title cell links to the course map"
+    last = nb["cells"][-1]
+    assert last["cell_type"] == "markdown", "the lesson ends with a link to the next"
+    following = NOTEBOOKS[NOTEBOOKS.index(path) + 1:]
+    if following:
+        assert following[0].name in links(last), f"the last cell links to {following[0].name}"
+    else:
+        assert here in links(last), "the last lesson leads back to the course map"
+
+
+@params
+def test_links_between_notebooks_reach_a_notebook_and_its_heading(path):
+    for cell in load(path)["cells"]:
+        for target in links(cell):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target) or not re.search(r"\.ipynb|^#", target):
+                continue  # a web address, an image
+            name, _, anchor = target.partition("#")
+            notebook = NOTEBOOKS[0].parent / name if name else path
+            assert notebook in NOTEBOOKS, f"{target}: no notebook {name}"
+            if anchor:
+                assert anchor in heading_ids(load(notebook)), f"{target}: no such heading"
+
+
+def test_the_course_map_links_every_lesson_as_a_link_not_as_code():
+    nb = load(NOTEBOOKS[0])
+    (course_map,) = [c for c in nb["cells"] if source(c).startswith("## 5. The course map")]
+    assert "5.-The-course-map" in heading_ids(nb)
+    assert [target for target in links(course_map)] == [p.name for p in NOTEBOOKS[1:]]
+    assert not re.search(r"\[`[^\]]*`\]\(", source(course_map)), "a link styled as code"
+
+
 @params
 def test_ends_with_summary_and_exercises(path):
     headings = [line for c in load(path)["cells"] if c["cell_type"] == "markdown"
@@ -82,6 +133,17 @@ def test_widgets_are_ignored_by_nbval_and_have_a_static_figure(path):
         assert not source(cell).rstrip().endswith(";"), "a trailing ; does not hide output"
     static = [c for c in cells if "default_state" in source(c) and IGNORE not in tags(c)]
     assert len(static) >= len(widget_cells), "every widget needs a static figure beside it"
+
+
+@params
+def test_no_stored_output_reads_as_a_widget_repr(path):
+    """Before a cell runs, JupyterLab shows its stored text/plain where the widget would be:
+    it must say what to do (course_lib.widgets.core.BEFORE_RUN), not `VBox(children=(...`."""
+    for cell in code_cells(load(path)):
+        for output in cell["outputs"]:
+            text = "".join(output.get("data", {}).get("text/plain", ""))
+            assert not text.startswith(("VBox(", "HBox(")) and "children=(" not in text, \
+                f"{source(cell)[:80]!r} stores the widget repr {text[:60]!r}"
 
 
 @params

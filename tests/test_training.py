@@ -199,3 +199,38 @@ def test_the_progress_bar_draws_in_a_terminal(capsys):
     train(small_model(), stream, steps=20, progress=True)
     err = capsys.readouterr().err
     assert "training" in err and "20/20" in err
+
+
+def test_a_notebook_bar_ends_green_and_full_when_the_target_is_reached(monkeypatch):
+    """tqdm.notebook turns a bar closed before its total red ('danger'): reaching the target
+    must not read as a failure, a stop at max_seconds still does."""
+    import tqdm.notebook
+
+    import course_lib.training
+
+    bars = []
+
+    class RecordingBar(tqdm.notebook.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(course_lib.training, "tqdm", RecordingBar)
+    held_out = make_pairs("reverse", 20, min_len=2, max_len=4, seed=1)
+    stream = batch_stream("reverse", VOCAB, 8, min_len=2, max_len=4, seed=0,
+                          disjoint_from=held_out)
+    history = train(small_model(), stream, steps=50, eval_pairs=held_out, vocab=VOCAB,
+                    eval_every=5, target_exact_match=0.0)
+    assert history.stopped == "target"
+    bar = bars[-1]
+    _, widget, _ = bar.container.children
+    assert bar.n == bar.total == widget.value == widget.max == 5
+    assert widget.bar_style == "success"
+    assert bar.desc.startswith("training: target reached")
+
+    history = train(small_model(), stream, steps=50, max_seconds=0.0)
+    assert history.stopped == "max_seconds"
+    bar = bars[-1]
+    assert (bar.n, bar.total) == (1, 50)
+    assert bar.container.children[1].bar_style == "danger"
+    assert bar.desc.startswith("training: stopped at max_seconds")

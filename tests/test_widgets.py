@@ -76,6 +76,22 @@ def test_widget_has_one_input_per_control(factory):
     plt.close("all")
 
 
+@pytest.mark.parametrize("factory", FACTORIES[:1])
+def test_a_widget_not_yet_drawn_reads_as_run_this_cell_not_as_its_repr(factory):
+    import ipywidgets
+
+    from course_lib.widgets.core import BEFORE_RUN
+
+    box = factory().widget()
+    assert isinstance(box, ipywidgets.VBox)
+    bundle = box._repr_mimebundle_()
+    assert bundle["text/plain"] == repr(box) == BEFORE_RUN  # what a notebook stores
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # still a live widget
+    assert len(BEFORE_RUN) <= 110, "ipywidgets cuts text/plain after 110 characters"
+    assert "run this cell" in BEFORE_RUN and "children=" not in BEFORE_RUN
+    plt.close("all")
+
+
 def test_one_thread_runs_the_block_on_one_thread_and_restores_the_count_even_on_error():
     import torch
 

@@ -4,7 +4,8 @@ Nothing is executed: each lesson page is its stored outputs, with the widget sta
 notebook holds, so each widget shows its initial state without a kernel. The widget
 renderer, require.js and MathJax are served from the site itself (pinned in
 tools/site/package.json and installed with `npm ci`), never from a CDN; images are
-embedded. The index page is the README's course map, linked to the lessons.
+embedded. The index page is the README's course map, linked to the lessons; the lessons'
+links to each other (``01_padding_motivation.ipynb#anchor``) point to their pages.
 
 Usage: python tools/build_site.py [OUT_DIR]   (default: site/)
 """
@@ -25,6 +26,8 @@ MODULES = ASSETS / "node_modules"
 STATIC = "static"
 MATHJAX_PARTS = ["MathJax.js", "config", "extensions", "jax", "localization",
                  "fonts/HTML-CSS/TeX"]
+# href="NN_name.ipynb" or "NN_name.ipynb#anchor": relative, no scheme, no folder.
+NOTEBOOK_LINK = re.compile(r'href="([\w.-]+)\.ipynb(#[^"]*)?"')
 
 
 def install_assets() -> None:
@@ -67,6 +70,23 @@ def exporter() -> HTMLExporter:
     return html
 
 
+def notebook_links_to_pages(page: str) -> str:
+    """``page`` with every relative link to a notebook (``href="NN_name.ipynb"``, with or
+    without ``#anchor``) pointing to its page instead (``href="NN_name.html"``)."""
+    if not isinstance(page, str):
+        raise TypeError(f"page: expected the HTML of a page as a str, got {type(page).__name__}")
+    return NOTEBOOK_LINK.sub(lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', page)
+
+
+def render_page(path: Path, html: HTMLExporter) -> str:
+    """The HTML page of the stored notebook at ``path``, as it goes on the site."""
+    body, _ = html.from_notebook_node(
+        nbformat.read(path, as_version=4),
+        resources={"metadata": {"name": path.stem, "path": str(path.parent)}})
+    # <img> tags escape embed_images: serve images/ from the site too.
+    return notebook_links_to_pages(body.replace('src="../images/', 'src="images/'))
+
+
 def course_map_html(notebooks: list[Path]) -> str:
     """The README's course map, with each available lesson linked to its page."""
     readme = (REPO / "README.md").read_text()
@@ -102,12 +122,8 @@ def build(out: Path) -> list[Path]:
     html = exporter()
     pages = []
     for path in notebooks:
-        body, _ = html.from_notebook_node(
-            nbformat.read(path, as_version=4),
-            resources={"metadata": {"name": path.stem, "path": str(path.parent)}})
         page = out / f"{path.stem}.html"
-        # <img> tags escape embed_images: serve images/ from the site too.
-        page.write_text(body.replace('src="../images/', 'src="images/'))
+        page.write_text(render_page(path, html))
         pages.append(page)
     (out / "index.html").write_text(INDEX.format(course_map=course_map_html(notebooks)))
     return pages

@@ -13,6 +13,14 @@ __all__ = ["Finding", "Report", "finding"]
 
 _ICON = {"error": "✗", "warning": "!"}
 _WIDTH = 96
+# In a notebook: icon, word and colour together (never colour alone), dark text on a light
+# tint, a proportional font that wraps, large enough for a projector at 1280x720.
+_COLOURS = {"error": ("#a40e26", "#ffebe9"), "warning": ("#7d4e00", "#fff8c5"),
+            "ok": ("#116329", "#dafbe1")}  # (text and border, background)
+_BOX = ("border-left: 5px solid {ink}; background-color: {tint}; padding: 6px 12px; "
+        "margin: 6px 0")
+_REPORT = ("font-family: sans-serif; font-size: 15px; line-height: 1.45; max-width: 60em; "
+           "overflow-wrap: anywhere; color: #24292f")
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,17 @@ class Finding:
                                    subsequent_indent=" " * 13)
         return "\n".join(lines)
 
-    def _markdown(self) -> str:
-        text = {k: html.escape(getattr(self, k), quote=False) for k in ("problem", "why", "fix")}
-        return (f"- {_ICON[self.severity]} **{self.severity}** `{self.code}` on "
-                f"`{self.argument}`: {text['problem']}  \n  *Why:* {text['why']}  \n"
-                f"  *Fix:* {text['fix']}")
+    def _html(self) -> str:
+        ink, tint = _COLOURS[self.severity]
+        text = {k: html.escape(getattr(self, k)) for k in ("code", "argument", "problem",
+                                                          "why", "fix")}
+        return (f'<div class="doctor-finding doctor-{self.severity}" '
+                f'style="{_BOX.format(ink=ink, tint=tint)}">'
+                f'<strong style="color: {ink}">{_ICON[self.severity]} {self.severity}</strong> '
+                f"<code>{text['code']}</code> on <code>{text['argument']}</code><br>"
+                f"<strong>Problem:</strong> {text['problem']}<br>"
+                f"<strong>Why:</strong> {text['why']}<br>"
+                f"<strong>Fix:</strong> {text['fix']}</div>")
 
 
 def finding(code: str, argument: str, problem: str, *, severity: str | None = None,
@@ -64,7 +78,8 @@ def finding(code: str, argument: str, problem: str, *, severity: str | None = No
 
 
 class Report(Sequence):
-    """The doctor's findings, errors first; list-like, printable, and shown as markdown.
+    """The doctor's findings, errors first; list-like, printable, and shown as HTML in a
+    notebook.
 
     ``report.ok`` is True when nothing was found; ``report.codes`` lists the codes in order.
     """
@@ -109,9 +124,14 @@ class Report(Sequence):
     def __repr__(self) -> str:
         return str(self)
 
-    def _repr_markdown_(self) -> str:
-        lines = [f"**{html.escape(self._headline(), quote=False)}**"]
-        if self._findings:
-            lines.append("")
-            lines += [f._markdown() for f in self._findings]
-        return "\n".join(lines)
+    def _repr_html_(self) -> str:
+        if self.ok:
+            status, icon = "ok", "✓"
+        else:
+            status, icon = self._findings[0].severity, _ICON[self._findings[0].severity]
+        ink, _ = _COLOURS[status]
+        headline = (f'<div class="doctor-headline doctor-{status}" style="color: {ink}">'
+                    f"<strong>{icon} {html.escape(self._headline())}</strong></div>")
+        findings = "".join(f._html() for f in self._findings)
+        return f'<div class="doctor-report" style="{_REPORT}">{headline}{findings}</div>'
+

@@ -13,6 +13,7 @@ unit tests run every one of them, so a checker can never silently accept everyth
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,11 +22,20 @@ __all__ = ["Exercise", "Feedback", "exercise", "check", "solution", "registered"
 
 Status = Literal["not_attempted", "wrong", "correct"]
 _ICON = {"not_attempted": "…", "wrong": "✗", "correct": "✓"}
+# In a notebook: an icon AND a word for each verdict (never colour alone), dark text on a
+# light tint, so it reads the same for colour-blind learners, in print and on a projector.
+_LABEL = {"not_attempted": "not attempted yet", "wrong": "wrong", "correct": "correct"}
+_COLOURS = {  # (text and border, background)
+    "not_attempted": ("#57606a", "#f6f8fa"),
+    "wrong": ("#a40e26", "#ffebe9"),
+    "correct": ("#116329", "#dafbe1"),
+}
 
 
 @dataclass(frozen=True)
 class Feedback:
-    """The verdict on one answer; prints as one readable line."""
+    """The verdict on one answer; prints as one readable line, and shows in a notebook as a
+    coloured box with the same icon, the verdict in words, and the message."""
 
     key: str
     status: Status
@@ -33,6 +43,22 @@ class Feedback:
 
     def __repr__(self) -> str:
         return f"{_ICON[self.status]} [{self.key}] {self.message}"
+
+    def _repr_html_(self) -> str:
+        label = _LABEL[self.status]
+        # "correct!" and "not attempted yet — hint: ..." would repeat the label.
+        detail = self.message
+        if detail.startswith(label):
+            detail = detail[len(label):].lstrip(" !—-:")
+        ink, tint = _COLOURS[self.status]
+        detail_html = f" {html.escape(detail)}" if detail else ""
+        return (f'<div class="course-feedback course-feedback-{self.status}" style="'
+                f"border-left: 5px solid {ink}; background-color: {tint}; color: {ink}; "
+                "padding: 6px 12px; margin: 2px 0; font-family: sans-serif; font-size: 15px; "
+                f'line-height: 1.45; white-space: pre-wrap; overflow-wrap: anywhere">'
+                f"<strong>{_ICON[self.status]} {label}</strong> "
+                f'<span style="color: #24292f">[{html.escape(self.key)}]</span>'
+                f"{detail_html}</div>")
 
     @property
     def correct(self) -> bool:

@@ -8,6 +8,7 @@ and a notebook shows the default state as a static figure beside the live widget
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,12 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-__all__ = ["Control", "Explorer", "one_thread"]
+__all__ = ["BEFORE_RUN", "Control", "Explorer", "one_thread"]
+
+# What a stored notebook shows for an explorer until its cell runs in the learner's kernel
+# (the text/plain beside the widget view): ipywidgets cuts it after 110 characters.
+BEFORE_RUN = ("Explorer: run this cell (or Run All) to use it; "
+              "the static figure below shows its default state.")
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,22 @@ class Explorer:
             plt.show()
 
         output = widgets.interactive_output(render, inputs)
-        return widgets.VBox([widgets.HBox(list(inputs.values()),
-                                          layout=widgets.Layout(flex_flow="row wrap")), output])
+        return _explorer_box()([widgets.HBox(list(inputs.values()),
+                                             layout=widgets.Layout(flex_flow="row wrap")),
+                                output])
+
+
+@functools.cache
+def _explorer_box() -> type:
+    """A VBox whose text form is :data:`BEFORE_RUN`, not ``VBox(children=(HBox(...``:
+    JupyterLab shows that text where the widget cannot be drawn yet."""
+    import ipywidgets as widgets
+
+    class ExplorerBox(widgets.VBox):
+        def __repr__(self) -> str:
+            return BEFORE_RUN
+
+    return ExplorerBox
 
 
 @contextlib.contextmanager
