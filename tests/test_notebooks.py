@@ -172,3 +172,24 @@ def test_stored_by_make_execute(path):
         pairs = zip(streams, streams[1:], strict=False)
         assert all(a != b or a[0] != "stream" for a, b in pairs), \
             "split print output: refresh the stored outputs with `make execute`"
+
+
+# Printed floats that are exact by definition, not the result of float arithmetic.
+EXACT_FLOATS = {"-65504.0"}  # torch.finfo(torch.float16).min
+FLOAT = re.compile(r"(?<![\w.])-?(\d+\.\d+)(?:e[-+]?\d+)?(?![\w.])")
+
+
+@params
+def test_compared_outputs_print_no_float_at_full_precision(path):
+    """The printing rule: a float printed in a compared cell has at most 4 significant digits
+    (another CPU or thread count changes the last digits of reduced floats; see
+    `make portable`). Exact constants are listed in EXACT_FLOATS."""
+    for index, cell in enumerate(load(path)["cells"]):
+        if cell["cell_type"] != "code" or IGNORE in tags(cell):
+            continue
+        text = "".join("".join(o.get("text") or o.get("data", {}).get("text/plain") or "")
+                       for o in cell["outputs"])
+        long = [m.group(0) for m in FLOAT.finditer(text)
+                if len(m.group(1).replace(".", "").lstrip("0")) >= 5
+                and m.group(0) not in EXACT_FLOATS]
+        assert not long, f"cell {index} prints {long[:3]}: round it (at most 4 significant digits)"
