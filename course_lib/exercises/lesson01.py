@@ -279,5 +279,5 @@ def _check_masked_loss(answer) -> str | None:
         if torch.allclose(got, _loss_divides_by_all(logits, targets), atol=1e-5):
             return ("PAD is masked but you divide by all B*T positions; divide by the number "
                     "of non-PAD targets, (targets != Vocab.PAD).sum()" + where)
-        return f"expected loss {expected.item():.4f}, got {got.item():.4f}" + where
+        return f"expected loss {expected.item():.4g}, got {got.item():.4g}" + where
     return None

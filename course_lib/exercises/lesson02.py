@@ -182,20 +182,20 @@ def _check_fill_value(answer) -> str | None:
                     f"(softmax of all -inf is 0/0) for {dtype}; pick the most negative FINITE "
                     "value of the dtype")
         if value > 0:
-            return (f"{value!r} is positive, so blocked keys get MORE weight; finfo(dtype).tiny "
+            return (f"{value:.4g} is positive, so blocked keys get MORE weight; finfo(dtype).tiny "
                     "and .eps are the smallest POSITIVE numbers, not the most negative one")
         scores = (3.0 * torch.randn(4, 6, 6, generator=generator)).to(dtype)
         try:
             weights = scores.masked_fill(blocked, value).softmax(dim=-1)
         except RuntimeError as error:
-            return (f"scores.masked_fill(mask, {value!r}) on {dtype} scores raises "
-                    f"RuntimeError: {error}. {value!r} is outside the range of {dtype}, whose "
-                    f"most negative finite value is {torch.finfo(dtype).min}")
+            return (f"scores.masked_fill(mask, {value:.4g}) on {dtype} scores raises "
+                    f"RuntimeError: {error}. {value:.4g} is outside the range of {dtype}, whose "
+                    f"most negative finite value is {torch.finfo(dtype).min:.4g}")
         if bool(weights.isnan().any()):
-            return f"the fill value {value!r} gives NaN weights for {dtype}"
+            return f"the fill value {value:.4g} gives NaN weights for {dtype}"
         leaked = weights[:-1].float().masked_fill(~blocked[:-1], 0.0).sum(dim=-1).max()
         if float(leaked) > 1e-6:
-            return (f"with the fill value {value!r}, blocked keys still get weight "
+            return (f"with the fill value {value:.4g}, blocked keys still get weight "
                     f"{float(leaked):.3f} ({dtype}): exp(fill - max score) must be 0")
     return None
 

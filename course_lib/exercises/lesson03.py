@@ -237,7 +237,7 @@ def _padding_cases() -> list[tuple[torch.Tensor, str, list[int]]]:
          "key_padding_mask) is [B, 1, L, L]); a query row is fully masked when .all(dim=-1)",
     solution=_fully_masked_rows,
     wrong_answers=[
-        (lambda key_padding_mask: torch.zeros_like(key_padding_mask), "only of PAD"),
+        (lambda key_padding_mask: torch.zeros_like(key_padding_mask), "is all PAD"),
         (lambda key_padding_mask: key_padding_mask.all(dim=-1, keepdim=True)
          .expand_as(key_padding_mask), "LEFT padding"),
         (lambda key_padding_mask: key_padding_mask.clone(), "RIGHT padding"),
@@ -248,8 +248,7 @@ def _padding_cases() -> list[tuple[torch.Tensor, str, list[int]]]:
 def _check_fully_masked_rows(answer) -> str | None:
     for key_padding_mask, side, lengths in _padding_cases():
         rows = answer(key_padding_mask.clone())
-        where = f"for {side} padding, lengths {lengths} (key_padding_mask " \
-                f"{key_padding_mask.int().tolist()})"
+        where = f"({side} padding, lengths {lengths})"
         if not isinstance(rows, torch.Tensor) or rows.dtype != torch.bool \
                 or rows.shape != key_padding_mask.shape:
             return (f"expected a BoolTensor{list(key_padding_mask.shape)} (sequences x query "
@@ -257,20 +256,20 @@ def _check_fully_masked_rows(answer) -> str | None:
         expected = _fully_masked_rows(key_padding_mask)
         if torch.equal(rows, expected):
             continue
-        missed = expected & ~rows
-        if bool(missed[key_padding_mask.all(dim=-1)].any()):
-            return (f"a sequence made only of PAD has no allowed key in ANY row {where}; "
-                    "your answer misses some of its rows")
+        missed, extra = expected & ~rows, rows & ~expected
+        empty = key_padding_mask.all(dim=-1).nonzero().flatten().tolist()
+        if bool(missed[empty].any()):
+            return (f"sequence {empty[0]} is all PAD {where}: none of its query rows has an "
+                    f"allowed key, so expected all True, got {rows[empty[0]].int().tolist()}")
         if bool(missed.any()):
-            return (f"with LEFT padding, query i sees keys 0..i, and for the first rows of a "
-                    f"padded sequence those are all PAD {where}; your answer misses rows "
-                    f"{missed.nonzero().tolist()} ([sequence, query])")
-        extra = rows & ~expected
+            return (f"rows {missed.nonzero().tolist()} ([sequence, query]) have no allowed key "
+                    f"but you marked them False {where}: with LEFT padding query i sees keys "
+                    "0..i, all PAD at the start of a padded sequence")
         if side == "right" and not bool((extra & ~key_padding_mask).any()):
-            return (f"with RIGHT padding a PAD query at the end still sees the real tokens "
-                    f"before it {where}; rows {extra.nonzero().tolist()} ([sequence, query]) "
-                    "have an allowed key")
+            return (f"rows {extra.nonzero().tolist()} ([sequence, query]) are not fully masked "
+                    f"{where}: with RIGHT padding a PAD query still sees the real tokens "
+                    "before it")
         return (f"rows {extra.nonzero().tolist()} ([sequence, query]) still have an allowed key "
-                f"{where}: a row is fully masked when ALL its keys are blocked, not when any "
-                "of them is")
+                f"{where}: a row is fully masked when ALL its keys are blocked (.all), not "
+                "any")
     return None

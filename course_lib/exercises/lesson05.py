@@ -153,7 +153,7 @@ def _check_masked_loss(answer) -> str | None:
                     f"token mean gives every real token the same weight {where}")
         if torch.allclose(got, F.cross_entropy(logits.transpose(1, 2), targets), atol=1e-5):
             return f"PAD targets are counted: that is the mean over all B·T positions {where}"
-        return f"expected {float(expected):.4f}, got {float(got):.4f} {where}"
+        return f"expected loss {float(expected):.4g}, got {float(got):.4g} {where}"
     targets = torch.zeros(3, 5, dtype=torch.long)
     logits = torch.randn(3, 5, 6, generator=generator, requires_grad=True)
     got = answer(logits, targets, 0)
@@ -272,8 +272,9 @@ def _check_smoothed_targets(answer) -> str | None:
         logits = torch.randn(count, classes, generator=generator)
         ours = -(got * logits.log_softmax(-1)).sum(-1)
         theirs = F.cross_entropy(logits, targets, reduction="none", label_smoothing=epsilon)
-        return (f"cross-entropy against your targets ({ours.mean():.4f}) differs from "
-                f"F.cross_entropy(label_smoothing={epsilon}) ({theirs.mean():.4f}): PyTorch "
+        return (f"cross-entropy against your targets differs from "
+                f"F.cross_entropy(label_smoothing={epsilon}) by "
+                f"{abs(ours.mean() - theirs.mean()):.2g} (yours {ours.mean():.4g}): PyTorch "
                 f"puts epsilon / V on EVERY class and 1 - epsilon + epsilon / V on the right "
                 f"one {where}")
     return None

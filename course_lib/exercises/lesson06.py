@@ -220,6 +220,8 @@ def _check_reorder(answer) -> str | None:
         (lambda log_prob, length, alpha: log_prob / ((5 + length) / 6) ** alpha, "GNMT"),
         (lambda log_prob, length, alpha: log_prob * length ** alpha, "divide"),
         (lambda log_prob, length, alpha: log_prob / (length + 1) ** alpha, "BOS"),
+        (lambda log_prob, length, alpha: log_prob, "the sum itself"),
+        (lambda log_prob, length, alpha: log_prob / length, "alpha=1"),
     ],
 )
 def _check_length_penalty(answer) -> str | None:
@@ -233,13 +235,21 @@ def _check_length_penalty(answer) -> str | None:
         got = float(got)
         if math.isclose(got, expected, rel_tol=1e-6):
             continue
+        score = (f"the score is log_prob / length ** alpha = {log_prob} / {length} ** {alpha} "
+                 f"= {expected:.4g}; you returned {got:.4g}")
         if math.isclose(got, log_prob / ((5 + length) / 6) ** alpha, rel_tol=1e-6):
-            return (f"that is GNMT's ((5 + length) / 6) ** alpha {where}; this course uses "
-                    "Hugging Face's length ** alpha")
+            return (f"{score}: that is GNMT's ((5 + length) / 6) ** alpha; this course "
+                    "uses Hugging Face's length ** alpha")
         if math.isclose(got, log_prob * length ** alpha, rel_tol=1e-6):
-            return f"divide the log-probability by the factor, do not multiply {where}"
+            return f"{score}: divide the log-probability by the factor, do not multiply"
         if math.isclose(got, log_prob / (length + 1) ** alpha, rel_tol=1e-6):
-            return (f"one token too many {where}: length counts the generated tokens; BOS is "
-                    "given, not generated")
-        return f"expected {expected:.4f}, got {got:.4f} {where}"
+            return (f"{score}: one token too many, length counts the generated "
+                    "tokens; BOS is given, not generated")
+        if math.isclose(got, log_prob, rel_tol=1e-6):
+            return (f"{score}: that is the sum itself, not divided by length ** alpha "
+                    "(the score of alpha = 0)")
+        if math.isclose(got, log_prob / length, rel_tol=1e-6):
+            return (f"{score}: that is the mean log-probability, log_prob / length, "
+                    "as if alpha=1 whatever alpha is; raise length to the power alpha")
+        return score
     return None

@@ -60,7 +60,7 @@ def _check_inverse_sigmoid(answer) -> str | None:
         if k != 1 and step and step < 700 and _close(got, k / (k + math.exp(step))):
             return ("your schedule drops far too early: divide the step by k inside the "
                     "exponential, exp(i / k)")
-        return f"for step={step:.3g}, k={k}: expected {expected:.6g}, got {got!r}"
+        return f"for step={step:.4g}, k={k}: expected {expected:.4g}, got {got:.4g}"
     return None
 
 
@@ -157,6 +157,10 @@ def _unshifted(tgt_in, predicted, use_gold, pad_id):
     return torch.where(keep, tgt_in, predicted)
 
 
+def _unshifted_over_bos(tgt_in, predicted, use_gold, pad_id):
+    return torch.where(use_gold | (tgt_in == pad_id), tgt_in, predicted)
+
+
 def _replaces_bos(tgt_in, predicted, use_gold, pad_id):
     shifted = torch.cat([predicted[:, -1:], predicted[:, :-1]], dim=1)
     return torch.where(use_gold | (tgt_in == pad_id), tgt_in, shifted)
@@ -176,6 +180,8 @@ def _replaces_pad(tgt_in, predicted, use_gold, pad_id):
     solution=mix_inputs,
     wrong_answers=[
         (_unshifted, "off by one"),
+        (_unshifted_over_bos, "off by one"),
+        (_unshifted_over_bos, "position 0 (BOS)"),
         (_replaces_bos, "position 0 (BOS)"),
         (_replaces_pad, "PAD positions"),
         (lambda t, p, u, pad: mix_inputs(t, p, ~u, pad), "True means keep the GOLD"),
@@ -196,17 +202,30 @@ def _check_two_pass_inputs(answer) -> str | None:
                    f"{getattr(got, 'shape', type(got).__name__)}"
         if torch.equal(got, expected):
             continue
-        if not torch.equal(got[:, 0], tgt_in[:, 0]):
-            return "position 0 (BOS) must always stay the gold BOS: nothing predicts it"
+        # Report every problem at once: fixing BOS alone would only reveal the shift next.
         is_pad = tgt_in == pad_id
+        body = ~is_pad
+        body[:, 0] = False  # the positions a guess may fill
+        problems = []
+        if not torch.equal(got[:, 0], tgt_in[:, 0]):
+            problems.append(f"position 0 (BOS) must keep tgt_in[:, 0] = "
+                            f"{tgt_in[:, 0].tolist()} (nothing predicts it), got "
+                            f"{got[:, 0].tolist()}")
         if not torch.equal(got[is_pad], tgt_in[is_pad]):
-            return "PAD positions must stay PAD: they are not part of the target"
-        if torch.equal(got, _unshifted(tgt_in, predicted, use_gold, pad_id)):
-            return ("off by one: you put predicted[:, i] at position i, but the first pass's "
-                    "logits at position i predict tgt_out[:, i] == tgt_in[:, i+1], so that "
-                    "guess belongs at position i+1")
-        if torch.equal(got, mix_inputs(tgt_in, predicted, ~use_gold, pad_id)):
-            return "use_gold is inverted: True means keep the GOLD token"
-        return f"wrong tokens: for tgt_in={tgt_in.tolist()}, expected {expected.tolist()}, " \
-               f"got {got.tolist()}"
+            problems.append(f"PAD positions must stay PAD ({pad_id}): they are not part of "
+                            f"the target, got {got[is_pad & (got != pad_id)].unique().tolist()} "
+                            "there")
+        if torch.equal(got[body], _unshifted(tgt_in, predicted, use_gold, pad_id)[body]):
+            problems.append("off by one: you put predicted[:, i] at position i, but the first "
+                            "pass's logits at position i predict tgt_out[:, i] == "
+                            "tgt_in[:, i+1], so that guess belongs at position i+1")
+        elif torch.equal(got[body], mix_inputs(tgt_in, predicted, ~use_gold, pad_id)[body]):
+            problems.append("use_gold is inverted: True means keep the GOLD token")
+        elif not torch.equal(got[body], expected[body]):
+            problems.append(f"wrong tokens: for tgt_in={tgt_in.tolist()}, expected "
+                            f"{expected.tolist()}, got {got.tolist()}")
+        if len(problems) == 1:
+            return problems[0]
+        return f"{len(problems)} problems: " + "; ".join(
+            f"({number}) {problem}" for number, problem in enumerate(problems, start=1))
     return None

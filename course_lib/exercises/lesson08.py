@@ -272,7 +272,7 @@ _CONFUSIONS = {
           "C": "loss-ignore-index", "D": "integer-mask", "E": "causal-mask-inverted"},
          "ADDED"),
         ({"A": "causal-mask-inverted"}, "missing"),
-        ({key: "inverted" for key in DIAGNOSE_CASES}, "not a code"),
+        ({key: "inverted" for key in DIAGNOSE_CASES}, "unknown code"),
     ],
 )
 def _check_diagnose(answer) -> str | None:
@@ -283,7 +283,9 @@ def _check_diagnose(answer) -> str | None:
             return f"case {key} is missing; give a code for each of {list(DIAGNOSE_CASES)}"
         code = answer[key]
         if code not in doctor.CODES:
-            return f"{key}: {code!r} is not a code of doctor.CODES, e.g. 'integer-mask'"
+            return (f"{key}: {code!r} is an unknown code; a finding code is one of the "
+                    f"{len(doctor.CODES)} keys of doctor.CODES (print(list(doctor.CODES)) "
+                    "lists them)")
         if code not in _doctor_codes(key):
             why = _CONFUSIONS.get((key, code), f"the doctor finds {sorted(_doctor_codes(key))} "
                                                f"there: {DIAGNOSE_CASES[key]}")
