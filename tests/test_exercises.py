@@ -78,7 +78,7 @@ def test_unknown_key_and_duplicate_registration_are_errors():
         check("nope", 1)
     key = next(iter(EXERCISES))
     with pytest.raises(ValueError, match="registered twice"):
-        exercise(key, hint="", solution=None)(lambda answer: None)
+        exercise(key, task="t", hint="", solution=None, explanation="e")(lambda answer: None)
 
 
 def test_feedback_shows_in_a_notebook_as_icon_word_and_colour_with_the_text_escaped():

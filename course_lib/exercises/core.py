@@ -71,7 +71,9 @@ class Exercise:
 
     ``checker(answer)`` returns None when the answer is right, else a message saying what
     is wrong. ``wrong_answers`` pairs each known mistake with a phrase its message must
-    contain (the tests enforce it).
+    contain (the tests enforce it). ``task`` (one line) and ``explanation`` (why the
+    solution is right, 1-3 sentences) are Markdown for the teacher's solutions view,
+    ``solutions/SOLUTIONS.md``.
     """
 
     key: str
@@ -79,18 +81,31 @@ class Exercise:
     checker: Callable[[Any], str | None]
     solution: Any
     wrong_answers: tuple[tuple[Any, str], ...] = field(default=())
+    task: str = ""
+    explanation: str = ""
 
 
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def exercise(key: str, *, hint: str, solution: Any, wrong_answers=()) -> Callable:
-    """Decorator that registers a checker function under ``key``."""
+def exercise(key: str, *, task: str, hint: str, solution: Any, explanation: str,
+             wrong_answers=()) -> Callable:
+    """Decorator that registers a checker function under ``key``.
+
+    ``task``: what the learner is asked to do, in one line; ``explanation``: why
+    ``solution`` is right, in 1-3 sentences (both Markdown, for the solutions view).
+    """
+    for name, text in (("task", task), ("explanation", explanation)):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{name}: exercise {key!r} needs a non-empty {name}, got {text!r}")
+    if "\n" in task:
+        raise ValueError(f"task: exercise {key!r} must describe its task in one line")
 
     def register(checker: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
         if key in _REGISTRY:
             raise ValueError(f"key: exercise {key!r} is registered twice")
-        _REGISTRY[key] = Exercise(key, hint, checker, solution, tuple(wrong_answers))
+        _REGISTRY[key] = Exercise(key, hint, checker, solution, tuple(wrong_answers),
+                                  task, explanation)
         return checker
 
     return register

@@ -52,9 +52,15 @@ def _solve_from_hf(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @exercise(
     "00.from_hf",
+    task="Convert a Hugging Face `attention_mask` (1 = keep, 0 = pad) into the course padding "
+         "mask, a `BoolTensor[B, S]` True at PAD.",
     hint="a Hugging Face attention_mask is 1 at tokens to KEEP and 0 at PAD; the course mask "
          "is a bool tensor, True at PAD. Compare with 0.",
     solution=_solve_from_hf,
+    explanation="`attention_mask == 0` is True exactly at the PAD positions, and it is already "
+                "bool and `[B, S]`: the course's polarity, dtype and shape. The checker tries "
+                "five right-padded batches, each with a PAD and a real token, so it tells an "
+                "inverted mask (`.bool()`), a float 0/1 mask and a reshaped mask apart.",
     wrong_answers=[
         (lambda attention_mask: attention_mask.bool(), "inverted polarity"),
         (lambda attention_mask: (attention_mask == 0).float(), "wrong dtype"),
@@ -90,9 +96,15 @@ def _solve_causal_mask(size: int) -> torch.Tensor:
 
 @exercise(
     "00.causal_mask",
+    task="Build the causal mask `BoolTensor[size, size]`, True where query i may not see key j > "
+         "i.",
     hint="row i is query i, column j is key j; block (True) every j > i. "
          "torch.ones(size, size, dtype=torch.bool).triu(diagonal=...) does it in one line.",
     solution=_solve_causal_mask,
+    explanation="`triu(diagonal=1)` keeps the ones strictly above the diagonal, the columns j > i "
+                "of row i (the future keys), while the diagonal stays False: a token may attend "
+                "to itself. Sizes 1 to 7 are tried; the checker names an inverted mask "
+                "(`tril()`), a blocked diagonal (`triu()`), a transposed mask and a float mask.",
     wrong_answers=[
         (lambda size: torch.ones(size, size, dtype=torch.bool).tril(), "inverted polarity"),
         (lambda size: torch.ones(size, size).triu(diagonal=1), "wrong dtype"),
@@ -134,9 +146,16 @@ def _solve_sdpa_padding_mask(key_padding_mask: torch.Tensor) -> torch.Tensor:
 
 @exercise(
     "00.sdpa_padding_mask",
+    task="Turn the course padding mask `[B, S]` into an `attn_mask` for "
+         "`F.scaled_dot_product_attention`: bool, True = allowed, shape `[B, 1, 1, S]`.",
     hint="two changes: SDPA reads True as ALLOWED (flip with ~), and its attn_mask must "
          "broadcast to [B, H, L, S] (add the head and query dimensions with [:, None, None, :]).",
     solution=_solve_sdpa_padding_mask,
+    explanation="`~` flips the convention (SDPA allows where True) and `[:, None, None, :]` adds "
+                "the head and query dimensions so the mask broadcasts over `[B, H, L, S]`. The "
+                "checker names a `[B, S]` mask (SDPA reads it as `[L, S]`, one row per query), "
+                "the unflipped mask and a float 0/1 mask, which SDPA adds to the scores and so "
+                "blocks nothing.",
     wrong_answers=[
         (lambda key_padding_mask: ~key_padding_mask, "as [L, S]"),
         (lambda key_padding_mask: key_padding_mask[:, None, None, :], "inverted polarity"),
@@ -181,9 +200,16 @@ def _solve_additive_from_hf(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @exercise(
     "00.additive_from_hf",
+    task="Build the additive float mask `[B, 1, 1, S]` from a Hugging Face `attention_mask`: 0.0 "
+         "at tokens to keep, `-inf` at PAD.",
     hint="start from torch.zeros(attention_mask.shape), put float('-inf') where "
          "attention_mask == 0 (masked_fill), then reshape to [B, 1, 1, S].",
     solution=_solve_additive_from_hf,
+    explanation="`masked_fill(attention_mask == 0, -inf)` on zeros puts -inf exactly at PAD and "
+                "`[:, None, None, :]` broadcasts it over heads and queries; added to the scores, "
+                "-inf gives those keys a weight of exactly 0. The checker names a float 0/1 mask "
+                "(added, it blocks nothing), inverted polarity, a large finite value such as -1e9 "
+                "instead of -inf, and the `[B, S]` shape.",
     wrong_answers=[
         (lambda attention_mask: attention_mask.float()[:, None, None, :], "blocks nothing"),
         (lambda attention_mask: torch.zeros(attention_mask.shape).masked_fill(

@@ -64,8 +64,15 @@ def _mask_to_longest(lengths, max_len):
 
 @exercise(
     "01.mask_from_lengths",
+    task="From `lengths` `LongTensor[B]` and `max_len`, build the padding mask `BoolTensor[B, "
+         "max_len]`, True at PAD.",
     hint="compare torch.arange(max_len)[None, :] with lengths[:, None]; True marks PAD",
     solution=mask_from_lengths,
+    explanation="Row b holds tokens at positions 0..lengths[b]-1, so position t is PAD exactly "
+                "when `t >= lengths[b]`; broadcasting `arange(max_len)[None, :]` against "
+                "`lengths[:, None]` compares every position with every length. The checker names "
+                "inverted polarity (`<`), the off-by-one `>`, a float mask, and a mask padded to "
+                "`lengths.max()` instead of `max_len`.",
     wrong_answers=[
         (_mask_inverted, "inverted"),
         (_mask_off_by_one, "off by one"),
@@ -124,8 +131,14 @@ def _fraction_real(ids, pad_id):
 
 @exercise(
     "01.pad_fraction",
+    task="Return the fraction of the positions of a padded batch `ids` `[B, L]` that hold "
+         "`pad_id`, as a float.",
     hint="(ids == pad_id) is True at PAD; the mean of a bool tensor needs .float() first",
     solution=batch_pad_fraction,
+    explanation="`ids == pad_id` is True at PAD, and its mean over all B·L positions (after "
+                "`.float()`) is the fraction. The checker names returning the count instead of "
+                "the fraction, counting BOS/EOS as padding, and returning the fraction of real "
+                "tokens.",
     wrong_answers=[
         (_fraction_count, "fraction"),
         (_fraction_with_specials, "EOS"),
@@ -181,9 +194,17 @@ def _bucket_lengths_not_indices(lengths, batch_size):
 
 @exercise(
     "01.bucket_batches",
+    task="Length bucketing without the shuffle: return batches of indices into `lengths`, every "
+         "index once, all batches full but one, little padding.",
     hint="sort the INDICES by their length: sorted(range(len(lengths)), key=...), then cut "
          "that list into chunks of batch_size",
     solution=bucket,
+    explanation="Sorting the indices (not the lengths) by length puts sequences of similar length "
+                "side by side, so each batch pads to a length close to its own; cutting the "
+                "sorted list in order gives ceil(N / batch_size) batches, all full but the last. "
+                "The checker compares the PAD fraction with the library's `bucket_batches` "
+                "(within 3 points) and names unsorted batches and batches of lengths instead of "
+                "indices.",
     wrong_answers=[
         (_bucket_unsorted, "sort"),
         (_bucket_lengths_not_indices, "indices"),
@@ -243,9 +264,16 @@ def _loss_divides_by_all(logits, targets):
 
 @exercise(
     "01.masked_loss",
+    task="Return the mean cross-entropy over the non-PAD targets, for `logits` `[B, T, V]` and "
+         "`targets` `[B, T]`.",
     hint="F.cross_entropy wants the classes in dim 1 (logits.transpose(1, 2)) and takes "
          "ignore_index=",
     solution=masked_loss,
+    explanation="`F.cross_entropy` wants the classes in dim 1, hence `transpose(1, 2)`, and "
+                "`ignore_index=Vocab.PAD` drops the PAD targets from both the sum and the count, "
+                "so the mean is over the real targets only. The checker names counting PAD, "
+                "ignoring EOS (a real target) instead of PAD, and masking PAD but dividing by all "
+                "B·T positions.",
     wrong_answers=[
         (_loss_counts_pad, "ignore_index"),
         (_loss_ignores_eos, "EOS"),

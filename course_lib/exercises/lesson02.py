@@ -49,8 +49,15 @@ def _sdpa_pad_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
 
 @exercise(
     "02.broadcast_pad_mask",
+    task="Reshape a padding mask `[B, S]` so that it broadcasts to attention scores `[B, H, L, "
+         "S]`.",
     hint="insert the head and query dimensions with None: [B, S] -> [B, 1, 1, S]",
     solution=lambda key_padding_mask: key_padding_mask[:, None, None, :],
+    explanation="`[:, None, None, :]` gives `[B, 1, 1, S]`: broadcasting aligns from the right, "
+                "so S meets the keys and B the batch, and every head and query row of sequence b "
+                "gets b's PAD keys. The shapes include B == H == L == S, where a `[B, S]` mask "
+                "(read as `[L, S]`) or a `[B, 1, S]` mask (the batch on the heads) runs without "
+                "an error; the checker names both, an inverted mask and a float one.",
     wrong_answers=[
         (lambda key_padding_mask: key_padding_mask, "[L, S]"),
         (lambda key_padding_mask: key_padding_mask[:, None, :], "HEAD dimension"),
@@ -95,9 +102,16 @@ def _check_broadcast_pad_mask(answer) -> str | None:
 
 @exercise(
     "02.masked_softmax",
+    task="Masked softmax of scores `[B, H, L, S]` with a padding mask `[B, S]`: no weight on PAD "
+         "keys, and all-zero rows (not NaN, not uniform) for a sequence with no real key.",
     hint="masked_fill the broadcast mask with float('-inf'), softmax over the keys, then give "
          "rows whose keys are ALL blocked zero weights with a second masked_fill",
     solution=_reference_weights,
+    explanation="Filling the broadcast mask with -inf before the softmax gives PAD keys a weight "
+                "of exactly 0 and leaves rows summing to 1; a row of only -inf is 0/0 = NaN, so a "
+                "second `masked_fill` with `blocked.all(dim=-1, keepdim=True)` sets those rows to "
+                "0. The checker names NaN rows, uniform rows from a finite fill such as -1e9, a "
+                "`[B, S]` mask that lines up with `[L, S]`, and changing `scores` in place.",
     wrong_answers=[
         (lambda scores, kpm: scores.masked_fill(kpm[:, None, None, :], float("-inf"))
          .softmax(-1), "NaN"),
@@ -156,8 +170,16 @@ FILL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 @exercise(
     "02.fill_value",
+    task="Return a fill value that is safe for `scores.masked_fill(mask, value)` with float16, "
+         "bfloat16, float32 and float64 scores.",
     hint="the most negative FINITE number of the dtype: torch.finfo(dtype).min",
     solution=lambda dtype: torch.finfo(dtype).min,
+    explanation="`torch.finfo(dtype).min` is the most negative finite number of the dtype: it "
+                "fits (no overflow error in float16), `exp(min - max score)` underflows to 0 so "
+                "blocked keys get no weight, and a row with every key blocked stays finite "
+                "instead of NaN. The checker names -1e9 (outside float16's range), -inf (NaN on "
+                "the all-PAD row), `finfo(dtype).tiny` (positive) and -1.0 (blocked keys still "
+                "get weight).",
     wrong_answers=[
         (lambda dtype: -1e9, "outside the range"),
         (lambda dtype: float("-inf"), "NaN"),
@@ -205,9 +227,16 @@ def _check_fill_value(answer) -> str | None:
 
 @exercise(
     "02.sdpa_pad_mask",
+    task="From token `ids` `[B, S]` and `pad_id`, build the `attn_mask` for "
+         "`F.scaled_dot_product_attention` so that no query attends to a PAD key.",
     hint="F.scaled_dot_product_attention's bool attn_mask is True where attention is ALLOWED: "
          "(ids != pad_id), broadcast as [B, 1, 1, S]",
     solution=_sdpa_pad_mask,
+    explanation="SDPA's bool mask is True where attention is ALLOWED, so the mask is `ids != "
+                "pad_id`, reshaped to `[B, 1, 1, S]` to broadcast over heads and queries. The "
+                "checker runs SDPA with it and compares with attention over the real keys only; "
+                "it names the unflipped course mask (every query then attends only to PAD), a "
+                "`[B, S]` mask read as `[L, S]`, a float 0/1 mask and a hard-coded pad id.",
     wrong_answers=[
         (lambda ids, pad_id: padding_mask(ids, pad_id)[:, None, None, :], "ALLOWED"),
         (lambda ids, pad_id: ids != pad_id, "[L, S]"),

@@ -60,9 +60,17 @@ def _subset_cases() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 @exercise(
     "03.subset_softmax",
+    task="For 1-D `scores` `[S]` and a `mask` (True = blocked), return the softmax of the allowed "
+         "scores alone, with exactly 0.0 on the masked keys.",
     hint="keep only the allowed scores, scores[~mask], take their softmax (dim=0), and write "
          "it back at those positions of a zeros_like(scores) tensor; no -inf needed",
     solution=_subset_softmax,
+    explanation="This is the right-hand side of the lesson's proof: the softmax of "
+                "`scores[~mask]` only, written back into `zeros_like(scores)`, so masked keys are "
+                "exactly 0 and absent from the denominator. The checker names a softmax over all "
+                "keys zeroed afterwards (the weights no longer sum to 1), scores multiplied by 0 "
+                "(e^0 = 1 still counts), only the allowed entries returned, and inverted "
+                "polarity.",
     wrong_answers=[
         (lambda scores, mask: torch.softmax(scores, dim=0).masked_fill(mask, 0.0), "sum to"),
         (lambda scores, mask: torch.softmax(scores * ~mask, dim=0),
@@ -141,10 +149,18 @@ def _gradient(function, scores: torch.Tensor, mask: torch.Tensor, upstream: torc
 
 @exercise(
     "03.safe_softmax",
+    task="Write a masked softmax over `[..., S]` that gives all-zero rows, never NaN, for rows "
+         "with no allowed key, in the forward AND the backward pass.",
     hint="replace, do not add: masked_fill the blocked scores with -inf, masked_fill the rows "
          "with no allowed key (mask.all(dim=-1, keepdim=True)) with 0.0 BEFORE the softmax, "
          "and masked_fill the blocked weights with 0.0 after it",
     solution=_safe_softmax,
+    explanation="Blocked scores are replaced by -inf and rows with no allowed key by 0.0 BEFORE "
+                "the softmax, so no row is all -inf and neither the forward pass nor autograd "
+                "meets 0/0; the final `masked_fill(mask, 0.0)` zeroes every blocked weight, the "
+                "uniform empty rows included. The checker back-propagates and names NaN rows, "
+                "uniform rows from -1e9, `nan_to_num` after an additive -inf mask (NaN "
+                "gradients), and a softmax masked only after normalising.",
     wrong_answers=[
         (lambda scores, mask: scores.masked_fill(mask, -math.inf).softmax(dim=-1), "NaN"),
         (lambda scores, mask: scores.masked_fill(mask, -1e9).softmax(dim=-1), "uniform"),
@@ -233,9 +249,16 @@ def _padding_cases() -> list[tuple[torch.Tensor, str, list[int]]]:
 
 @exercise(
     "03.fully_masked_rows",
+    task="For causal self-attention over a padded batch (`key_padding_mask` `[B, L]`), return "
+         "`BoolTensor[B, L]`, True where query i has no allowed key.",
     hint="combine the causal mask and the padding mask (course_lib.masks.merge(causal_mask(L), "
          "key_padding_mask) is [B, 1, L, L]); a query row is fully masked when .all(dim=-1)",
     solution=_fully_masked_rows,
+    explanation="`merge(causal_mask(L), key_padding_mask)` is the blocked matrix `[B, 1, L, L]`, "
+                "and a query row is fully masked when all its keys are blocked, `.all(dim=-1)`. "
+                "With left padding the first query rows of a padded sequence see only PAD, with "
+                "right padding only an all-PAD sequence has such rows; the checker names missing "
+                "either, using `.any`, and marking right padding's PAD queries.",
     wrong_answers=[
         (lambda key_padding_mask: torch.zeros_like(key_padding_mask), "is all PAD"),
         (lambda key_padding_mask: key_padding_mask.all(dim=-1, keepdim=True)

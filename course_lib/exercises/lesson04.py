@@ -104,9 +104,17 @@ def _replace(key: str, make):
 
 @exercise(
     "04.seq2seq_masks",
+    task="Return the masks of a standard seq2seq `nn.Transformer` call as a dict of its keyword "
+         "arguments.",
     hint="three padding masks (ids == pad_id) of shape [B, S], [B, T] and [B, S] - the memory "
          "keys ARE the source positions - plus a bool causal tgt_mask [T, T]",
     solution=_solve_seq2seq_masks,
+    explanation="Three bool padding masks, `src == pad_id` twice (the memory keys are the source "
+                "positions) and `tgt == pad_id`, plus a bool causal `tgt_mask` `[T, T]`; "
+                "`src_mask` and `memory_mask` stay out. The checker tries S != T and names a "
+                "missing `memory_key_padding_mask` (nn.Transformer does not copy it), a float "
+                "`tgt_mask` next to bool padding masks, inverted polarity, a `[B, T]` tgt_mask, a "
+                "target-side memory mask, a transposed causal mask and unknown argument names.",
     wrong_answers=[
         (_without("memory_key_padding_mask"), "does not copy"),
         (_replace("tgt_mask", lambda s, t, p: torch.nn.Transformer.generate_square_subsequent_mask(
@@ -174,9 +182,17 @@ def _check_seq2seq_masks(answer) -> str | None:
 
 @exercise(
     "04.which_block",
+    task="Name the attention block (encoder self-attention, decoder self-attention or "
+         "cross-attention) that each of the six masks reaches.",
     hint=f"src_* masks act where the source attends to itself, tgt_* where the target does, "
          f"memory_* where target queries read the encoder output; blocks: {BLOCK_NAMES}",
     solution=dict(WHICH_BLOCK),
+    explanation="`src_*` masks act where the source attends to itself, `tgt_*` where the target "
+                "prefix attends to itself, and `memory_*` in the cross-attention, whose keys are "
+                "the encoder output. The checker names the usual confusions, "
+                "`memory_key_padding_mask` in the encoder and `src_key_padding_mask` in the "
+                "cross-attention (nn.Transformer does not copy it), a block name not in the list, "
+                "and a missing mask.",
     wrong_answers=[
         ({**WHICH_BLOCK, "memory_key_padding_mask": "encoder self-attention"}, "KEYS"),
         ({**WHICH_BLOCK, "src_key_padding_mask": "cross-attention"}, "does not copy"),
@@ -206,9 +222,16 @@ def _check_which_block(answer) -> str | None:
 
 @exercise(
     "04.window_src_mask",
+    task="Build a local-window `src_mask` `[size, size]`: query i may see key j only when |i - j| "
+         "<= radius.",
     hint="block key j for query i when the distance |i - j| is larger than radius; "
          "torch.arange(size) and broadcasting ([:, None] against [None, :]) give every distance",
     solution=window_mask,
+    explanation="`(positions[:, None] - positions[None, :]).abs() > radius` is True exactly where "
+                "the distance exceeds radius, on both sides of the query, and is bool in "
+                "nn.Transformer's convention (True = blocked). The checker names inverted "
+                "polarity, a float mask, a window of another radius, and a one-sided mask that "
+                "blocks only the keys after the query.",
     wrong_answers=[
         (lambda size, radius: ~window_mask(size, radius), "inverted polarity"),
         (lambda size, radius: window_mask(size, radius).float(), "float"),
@@ -242,9 +265,16 @@ def _check_window_src_mask(answer) -> str | None:
 
 @exercise(
     "04.memory_mask",
+    task="Build a wait-k `memory_mask` `[T, S]`: target step t may read source positions j < t + "
+         "k only.",
     hint="rows are target steps t, columns source positions j: block where j >= t + k; "
          "compare torch.arange(src_len)[None, :] with torch.arange(tgt_len)[:, None]",
     solution=wait_k_mask,
+    explanation="Rows are the cross-attention's queries (target steps) and columns its keys "
+                "(source positions), so `arange(src_len)[None, :] >= arange(tgt_len)[:, None] + "
+                "k` blocks exactly the source tokens not yet read. The checker names the "
+                "transposed `[S, T]` shape, inverted polarity, another k (e.g. k + 1), and a "
+                "float mask.",
     wrong_answers=[
         (lambda tgt_len, src_len, k: wait_k_mask(src_len, tgt_len, k), "[T, S]"),
         (lambda tgt_len, src_len, k: ~wait_k_mask(tgt_len, src_len, k), "inverted polarity"),

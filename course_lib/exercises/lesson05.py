@@ -52,10 +52,17 @@ def _eos_after_padding(tgt, pad_id, bos_id, eos_id):
 
 @exercise(
     "05.shift",
+    task="Teacher forcing: from `tgt` `[B, L]`, return `tgt_in` = [BOS] + tgt and `tgt_out` = tgt "
+         "+ [EOS], each `[B, L + 1]`.",
     hint="tgt_in = [BOS] + tgt (torch.cat a column of bos_id in front); tgt_out = tgt + [EOS]: "
          "append a PAD column, then write eos_id at column `length` of each row, where "
          "length = (tgt != pad_id).sum(1)",
     solution=_solve_shift,
+    explanation="`tgt_in` gets a BOS column in front; `tgt_out` gets a PAD column at the end and "
+                "EOS at column `length` of each row, right after its last real token, so "
+                "`tgt_out[:, t]` is the token that follows `tgt_in[:, t]`. The checker names the "
+                "swapped pair, EOS after the PAD of the short rows, unshifted tensors (one column "
+                "short) and `tgt_out` equal to `tgt_in`.",
     wrong_answers=[
         (_shift_wrong_way, "wrong direction"),
         (_eos_after_padding, "after the PAD"),
@@ -120,10 +127,17 @@ def _divide_by_count(logits, targets, pad_id):
 
 @exercise(
     "05.masked_loss",
+    task="Write the masked token-mean loss: `CrossEntropyLoss(ignore_index=pad_id)` on ordinary "
+         "batches, and 0 with finite gradients on an all-PAD batch.",
     hint="per-token F.cross_entropy(logits.transpose(1, 2), targets, reduction='none', "
          "ignore_index=pad_id), summed, divided by the number of non-PAD targets clamped to "
          ">= 1 (an all-PAD batch has 0 of them)",
     solution=_solve_masked_loss,
+    explanation="Summing the per-token losses (PAD targets contribute 0 through `ignore_index`) "
+                "and dividing by the number of real targets gives every real token the same "
+                "weight; clamping that number to >= 1 turns an all-PAD batch's 0 / 0 into 0 / 1 = "
+                "0. The checker names the sequence mean, the unclamped mean (NaN on an all-PAD "
+                "batch) and a loss that counts the PAD targets.",
     wrong_answers=[
         (_sequence_mean, "sequence mean"),
         (_divide_by_count, "all-PAD"),
@@ -186,10 +200,16 @@ def _replaced(name: str, make):
 
 @exercise(
     "05.decoder_masks",
+    task="Build the three masks `Seq2SeqTransformer.decode` takes, `tgt_mask`, "
+         "`tgt_key_padding_mask` and `memory_key_padding_mask` (bool, True = blocked).",
     hint="three bool masks, True = blocked: tgt_mask = causal_mask(T) [T, T], "
          "tgt_key_padding_mask = (tgt_in == pad_id) [B, T], memory_key_padding_mask = "
          "(src == pad_id) [B, S]: the memory has one position per SOURCE token",
     solution=_solve_decoder_masks,
+    explanation="`causal_mask(T)` hides each step's future, `tgt_in == pad_id` the target PAD "
+                "keys and `src == pad_id` the memory's PAD keys: the memory has one position per "
+                "source token. The checker names a target-side memory mask, a float `tgt_mask`, a "
+                "transposed causal mask, inverted polarity and a missing mask.",
     wrong_answers=[
         (_replaced("memory_key_padding_mask", lambda s, t, p: t == p), "SOURCE"),
         (_replaced("tgt_mask", lambda s, t, p: causal_mask(t.shape[1]).float()), "bool"),
@@ -242,9 +262,16 @@ def _solve_smoothed_targets(targets: torch.Tensor, num_classes: int, epsilon: fl
 
 @exercise(
     "05.smoothed_targets",
+    task="Build the label-smoothed target distributions `[N, num_classes]` whose cross-entropy "
+         "equals `F.cross_entropy(logits, targets, label_smoothing=epsilon)`.",
     hint="(1 - epsilon) * F.one_hot(targets, num_classes).float() + epsilon / num_classes: "
          "PyTorch spreads epsilon over ALL classes, the right one included",
     solution=_solve_smoothed_targets,
+    explanation="PyTorch mixes the one-hot target with the uniform distribution, `(1 - epsilon) * "
+                "one_hot + epsilon / V`: every class gets epsilon / V and the right one 1 - "
+                "epsilon + epsilon / V, so each row sums to 1. The checker names epsilon spread "
+                "over the V - 1 wrong classes only, rows that do not sum to 1, and the unsmoothed "
+                "one-hot target.",
     wrong_answers=[
         (lambda t, v, e: F.one_hot(t, v).float() * (1 - e) + e / (v - 1)
          * (1 - F.one_hot(t, v).float()), "epsilon / V"),

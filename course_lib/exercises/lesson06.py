@@ -63,10 +63,18 @@ def _top_p_cases() -> list[tuple[torch.Tensor, float, str]]:
 
 @exercise(
     "06.top_p_filter",
+    task="Nucleus (top-p) filter: return the logits with -inf on every token outside the smallest "
+         "set of most likely tokens whose mass reaches p.",
     hint="sort the logits (descending), softmax, cumsum; a token is removed when the tokens "
          "BEFORE it already hold >= p (cumsum minus its own probability); scatter the removal "
          "back to vocabulary order and masked_fill(-inf)",
     solution=_solve_top_p,
+    explanation="After sorting by probability a token is removed when the tokens before it "
+                "already hold >= p (the cumsum minus its own probability), so the token that "
+                "crosses p stays, and so does the most likely token; `scatter` brings the "
+                "decision back to vocabulary order. The checker names dropping the crossing token "
+                "(`cumsum <= p`), a cumsum in vocabulary order, and probabilities returned "
+                "instead of logits.",
     wrong_answers=[
         (_naive_top_p, "crosses p"),
         (_unsorted_top_p, "most likely"),
@@ -119,9 +127,16 @@ def _solve_greedy_step(logits, finished, pad_id, eos_id):
 
 @exercise(
     "06.finished_rows",
+    task="One step of batched greedy decoding: the argmax for unfinished rows, PAD for finished "
+         "ones, and the updated `finished` rows.",
     hint="next_token = logits.argmax(-1), then masked_fill(finished, pad_id) so a finished row "
          "only gets PAD; a row is finished if it was already, or if its new token is EOS",
     solution=_solve_greedy_step,
+    explanation="`argmax` then `masked_fill(finished, pad_id)` writes PAD only in the rows that "
+                "had already finished, so a row that produces EOS now keeps its EOS, and "
+                "`finished | (next_token == eos_id)` keeps finished rows finished. The checker "
+                "names a finished row that gets a real token, a `finished` recomputed instead of "
+                "OR-ed, and EOS replaced by PAD in the step it is produced.",
     wrong_answers=[
         (lambda logits, finished, pad_id, eos_id: (
             logits.argmax(-1), finished | (logits.argmax(-1) == eos_id)), "PAD"),
@@ -175,10 +190,16 @@ def _solve_reorder(cache: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
 
 @exercise(
     "06.reorder_cache",
+    task="Reorder a source-major beam-search cache `[B * K, ...]` so that new beam j of source b "
+         "continues old beam `parent[b, j]`.",
     hint="row b * K + k of the flat cache is beam k of source b; the new beam j of source b "
          "continues old beam parent[b, j], i.e. flat row b * K + parent[b, j]: build those row "
          "numbers with torch.arange(B)[:, None] * K + parent and index_select",
     solution=_solve_reorder,
+    explanation="Old beam k of source b is flat row `b * K + k`, so new beam j of source b reads "
+                "row `b * K + parent[b, j]`: `arange(B)[:, None] * K + parent`, flattened, is the "
+                "`index_select` order. The checker names indexing with `parent` alone (every "
+                "source reads the rows of source 0), a beam-major offset, and an unchanged cache.",
     wrong_answers=[
         (lambda cache, parent: cache[parent.flatten()], "offset"),
         (lambda cache, parent: cache[(torch.arange(parent.shape[0])[:, None]
@@ -213,9 +234,16 @@ def _check_reorder(answer) -> str | None:
 
 @exercise(
     "06.length_penalty",
+    task="Return the score beam search ranks a finished hypothesis by, from its summed "
+         "log-probability, its `length` (EOS included) and `alpha`.",
     hint="Hugging Face's convention: divide the summed log-probability by length ** alpha, "
          "where length counts the generated tokens, EOS included and BOS not",
     solution=lambda log_prob, length, alpha: log_prob / length ** alpha,
+    explanation="Hugging Face's convention, used by `course_lib.decoding`, divides the summed "
+                "log-probability by `length ** alpha`, where length counts the generated tokens "
+                "(EOS yes, BOS no): alpha = 0 gives the raw sum, alpha = 1 the mean per token. "
+                "The checker names GNMT's `((5 + length) / 6) ** alpha`, multiplying instead of "
+                "dividing, counting BOS, the undivided sum, and alpha fixed at 1.",
     wrong_answers=[
         (lambda log_prob, length, alpha: log_prob / ((5 + length) / 6) ** alpha, "GNMT"),
         (lambda log_prob, length, alpha: log_prob * length ** alpha, "divide"),

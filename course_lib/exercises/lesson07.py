@@ -32,8 +32,15 @@ def _close(value: float, expected: float) -> bool:
 
 @exercise(
     "07.inverse_sigmoid",
+    task="Return epsilon_i of the inverse-sigmoid schedule: the probability of feeding the gold "
+         "token at training step i.",
     hint="epsilon_i = k / (k + exp(i / k)); math.exp does the exponential",
     solution=_solve_inverse_sigmoid,
+    explanation="Bengio et al.'s epsilon_i = k / (k + exp(i / k)) is k / (k + 1), close to 1, at "
+                "step 0 and decays towards 0; k sets how long it stays high. The checker compares "
+                "with `course_lib.schedules.teacher_forcing_prob` for several steps and k, and "
+                "names 1 - epsilon (the probability of the model's own token), a missing k (1 / "
+                "(1 + exp(i / k))) and exp(i) without the division by k.",
     wrong_answers=[
         (lambda step, k: 1 - k / (k + math.exp(step / k)), "OWN token"),
         (lambda step, k: 1 / (1 + math.exp(step / k)), "k / (k + 1)"),
@@ -94,9 +101,16 @@ def _inverted(batch_size, length, gold_prob, generator):
 
 @exercise(
     "07.coin_flips",
+    task="Flip one coin per token: a `BoolTensor[batch_size, length]`, True (gold) with "
+         "probability `gold_prob`, column 0 (BOS) always True.",
     hint="one uniform random number per token (torch.rand with generator=generator), compared "
          "with gold_prob; and column 0 is BOS",
     solution=_solve_coin_flips,
+    explanation="`torch.rand(batch_size, length, generator=generator) < gold_prob` is True with "
+                "probability gold_prob, independently for every token, and column 0 is set True "
+                "because BOS is always given. On 3000 x 10 flips the checker measures the gold "
+                "fraction and the share of constant rows, and names one coin per sequence, one "
+                "for the whole batch, inverted coins and a random BOS column.",
     wrong_answers=[
         (_per_sequence, "per sequence"),
         (_per_batch, "whole batch"),
@@ -175,9 +189,16 @@ def _replaces_pad(tgt_in, predicted, use_gold, pad_id):
 
 @exercise(
     "07.two_pass_inputs",
+    task="Build the second-pass decoder input: the gold token where `use_gold`, else the first "
+         "pass's guess for that position; BOS and PAD stay gold.",
     hint="predicted[:, i] is the guess for tgt_in[:, i+1]: shift it right by one position "
          "(torch.cat), then choose with torch.where; BOS and PAD positions always keep tgt_in",
     solution=mix_inputs,
+    explanation="`predicted[:, i]` is the guess for `tgt_in[:, i+1]`, so the guesses are shifted "
+                "right by one before `torch.where(use_gold, tgt_in, shifted)`, and BOS and PAD "
+                "positions keep `tgt_in` (nothing predicts BOS, PAD is not part of the target). "
+                "The checker names the unshifted mix (alone and together with a replaced BOS), a "
+                "replaced BOS, replaced PAD and an inverted `use_gold`.",
     wrong_answers=[
         (_unshifted, "off by one"),
         (_unshifted_over_bos, "off by one"),

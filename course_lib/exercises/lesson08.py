@@ -62,10 +62,18 @@ def _fix_variant(**changes):
 
 @exercise(
     "08.fix_masks",
+    task="Turn a source and a target Hugging Face `attention_mask` (1 = keep) into the four "
+         "`nn.Transformer` masks of a seq2seq call.",
     hint="a Hugging Face attention_mask is 1 = keep, 0 = pad; nn.Transformer wants bool True = "
          "PAD (course_lib.masks.from_hf, or mask == 0), memory_key_padding_mask is the source's "
          "again, and tgt_mask is a bool causal [T, T] mask",
     solution=_solve_fix_masks,
+    explanation="`attention_mask == 0` gives the bool True-at-PAD convention, the same source "
+                "mask serves as `memory_key_padding_mask`, and `causal_mask(T)` is a bool causal "
+                "`tgt_mask`. The checker runs `course_lib.doctor` on the answer and quotes its "
+                "first finding: an inverted or integer padding mask, a missing memory mask, a "
+                "float causal mask beside bool ones, an inverted causal mask, and a `triu()` that "
+                "blocks the diagonal (fully masked rows).",
     wrong_answers=[
         (_fix_variant(src_key_padding_mask=lambda s, t: s.bool(),
                       memory_key_padding_mask=lambda s, t: s.bool()), "padding-mask-inverted"),
@@ -180,9 +188,17 @@ def _padding_cases() -> list[tuple[torch.Tensor, int, torch.Tensor, str, str]]:
 
 @exercise(
     "08.padding_mask_problem",
+    task="Write the doctor's first padding-mask check: return 'ok', 'inverted', 'transposed' or "
+         "'other' for a `mask` and the token `ids`.",
     hint="compute pad = ids == pad_id; compare the mask with pad (ok), ~pad (inverted) and, "
          "when the shapes allow it, mask.T with pad (transposed) - in that order",
     solution=_solve_padding_mask_problem,
+    explanation="Comparing the mask with `pad = ids == pad_id`, then with `~pad`, then `mask.T` "
+                "with `pad` when the shapes allow it, in that order, is right for every batch: a "
+                "symmetric PAD pattern equals its transpose, so 'ok' comes first, and when B == L "
+                "a transposed mask has the right shape, so only its values tell. The checker "
+                "names telling transposition by shape alone, testing 'transposed' first, the keep "
+                "convention, and an answer outside the four words.",
     wrong_answers=[(_shape_only, "B == L"), (_transposed_first, "symmetric"),
                    (_keep_polarity, "True at PAD"), (lambda m, i, p: "fine", "one of")],
 )
@@ -258,12 +274,20 @@ _CONFUSIONS = {
 
 @exercise(
     "08.diagnose",
+    task="For each broken setup A to G, name the finding code of `doctor.CODES` that fits it.",
     hint="for each case name the code of doctor.CODES that fits; where a setup has two "
          "problems, either code counts. Check a guess with doctor.check(**course_lib.exercises"
          ".lesson08.diagnose_call(key))",
     solution={"A": "causal-mask-inverted", "B": "memory-key-padding-mask-missing",
               "C": "loss-ignore-index", "D": "integer-mask", "E": "float-01-mask",
               "F": "mask-transposed", "G": "causal-src-mask"},
+    explanation="Each answer is a code that `doctor.check(**diagnose_call(key))` reports for that "
+                "case (where it reports two, either counts): `tril` is an inverted causal mask, "
+                "then a missing memory mask, a loss without `ignore_index`, an int64 Hugging Face "
+                "mask, a float 0/1 causal mask, a padding mask transposed in a B == S batch, and "
+                "a causal `src_mask`. The checker names three frequent confusions (the "
+                "past-blocking code for A, the source mask for B, an inverted causal mask for E), "
+                "missing cases and unknown codes.",
     wrong_answers=[
         ({**dict.fromkeys(DIAGNOSE_CASES, "mask-shape"), "A": "causal-mask-blocks-past"},
          "inverted polarity"),
