@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # Re-install only when the pins or the package metadata change.
 STAMP := $(VENV)/.installed-stamp
 # The environment notebooks are executed and tested in: warnings are errors.
-NB_ENV := PYTHONWARNINGS=error::UserWarning,error::FutureWarning MPLBACKEND=module://matplotlib_inline.backend_inline
+NB_ENV := COURSE_CLASSROOM=0 PYTHONWARNINGS=error::UserWarning,error::FutureWarning MPLBACKEND=module://matplotlib_inline.backend_inline
 
 # `make execute NOTEBOOKS=notebooks/01_padding_motivation.ipynb` refreshes one lesson.
 NOTEBOOKS ?= notebooks/*.ipynb

@@ -31,7 +31,7 @@ def _cell(ax: Axes, row: int, col: int, kind: str) -> None:
     color, text, text_color = {"new": (NEW_COLOR, "new", "black"),
                                "cached": (CACHED_COLOR, "cache", "white")}[kind]
     ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, facecolor=color, edgecolor="white"))
-    ax.text(col, row, text, ha="center", va="center", fontsize=7, color=text_color)
+    ax.text(col, row, text, ha="center", va="center", fontsize="x-small", color=text_color)
 
 
 def _grid(ax: Axes, rows: int, cols: int, row_labels, col_labels, title: str, xlabel: str):
@@ -41,7 +41,7 @@ def _grid(ax: Axes, rows: int, cols: int, row_labels, col_labels, title: str, xl
     ax.set_yticks(range(rows), row_labels)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("decoding step (the token fed in)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize="medium")
     ax.set_aspect("auto")
 
 
@@ -86,7 +86,7 @@ def plot_kv_cache(source_tokens: Sequence[str], output_tokens: Sequence[str]) ->
                         Patch(**viz.BLOCKED_STYLE, label="source PAD: blocked")],
                loc="outside lower center", ncols=3, frameon=False)
     fig.suptitle("What the decoder computes at each step (per layer); blank = position not "
-                 "generated yet", fontsize=11)
+                 "generated yet", fontsize="large")
     return fig
 
 
@@ -185,5 +185,5 @@ def plot_length_study(rows: list[dict], target_length: float) -> Figure:
     axes[0].axhline(target_length, color="grey", linestyle="--", label="targets")
     axes[0].set_title("Without length normalisation, wider beams find shorter outputs")
     axes[1].set_title("Exact match on the same sources")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize="small")
     return fig

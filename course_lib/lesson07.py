@@ -112,7 +112,7 @@ def plot_exposure_bias(report: ExposureBias, *, title: str = "") -> Figure:
         ax.set(xlabel=xlabel, ylabel="token accuracy", ylim=(0, 1.02),
                title=f"token accuracy by {by}")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower left", fontsize=9)
+    axes[0].legend(loc="lower left", fontsize="small")
     fig.suptitle(title or "Exposure bias: the same model, scored two ways")
     return fig
 
@@ -140,7 +140,7 @@ def plot_comparison(results: dict[str, dict[str, list[float]]], *, metric: str,
                         marker="D", markersize=5, capsize=5,
                         label="mean ± std" if i == 0 else None)
             ax.annotate(f"{scores.mean():.3f}\n± {scores.std():.3f}", (i + 0.4, scores.mean()),
-                        fontsize=8, va="center")
+                        fontsize="small", va="center")
         ax.set_xticks(range(len(methods)), methods)
         ax.set_xlim(-0.4, len(methods) - 0.2)
         low = min(min(v) for v in by_method.values())
@@ -149,7 +149,7 @@ def plot_comparison(results: dict[str, dict[str, list[float]]], *, metric: str,
         ax.set_ylim(low - margin, high + margin)
         ax.set(ylabel=metric, title=model_name)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
+        ax.legend(loc="best", fontsize="small")
     fig.suptitle(title)
     return fig
 
@@ -177,7 +177,7 @@ def plot_gap_by_position(reports: dict[str, dict[str, Sequence[ExposureBias]]], 
         ax.set(xlabel="target position (0 = first token)", title=model_name,
                ylabel="free-running - teacher-forced\ntoken accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower left", fontsize=8.5)
+        ax.legend(loc="lower left", fontsize="small")
     fig.suptitle(title)
     return fig
 

@@ -10,17 +10,27 @@
 
 from __future__ import annotations
 
+import math
+import os
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.patches import Patch, Rectangle
+
+from course_lib import _style
 
 __all__ = [
     "BLOCKED_STYLE",
     "use_course_style",
+    "classroom",
+    "points",
+    "fit_titles",
     "heatmap",
     "plot_mask",
     "plot_attention",
@@ -34,18 +44,40 @@ NAN_COLOR = "black"
 ALLOWED_COLOR = "#ffffff"
 
 
-def use_course_style() -> None:
+CLASSROOM_ENV = "COURSE_CLASSROOM"
+# Text sizes in points; every text the course draws is relative to "font.size" ("small",
+# "large", ...), so one number scales a whole figure.
+FONT_SIZE = {False: 10.0, True: 14.0}
+
+
+def use_course_style(classroom: bool | None = None) -> None:
     """Course-wide matplotlib defaults; in a notebook, PNGs without the 'Software' chunk.
 
     Dropping the chunk (which names the matplotlib version) keeps stored notebook
     outputs byte-identical across re-executions.
+
+    Args:
+        classroom: larger text in every figure, exercise verdict and doctor report, for a
+            projector. ``None`` (the default) reads the environment variable
+            ``COURSE_CLASSROOM`` ("1" on, "0" or unset off), so ``COURSE_CLASSROOM=1 make lab``
+            switches every lesson at once.
     """
+    if classroom is None:
+        setting = os.environ.get(CLASSROOM_ENV, "0").strip()
+        if setting not in ("", "0", "1"):
+            raise ValueError(f"{CLASSROOM_ENV}: expected 1 (classroom style) or 0, got {setting!r}")
+        classroom = setting == "1"
+    if not isinstance(classroom, bool):
+        raise ValueError(f"classroom: expected True, False or None, got {classroom!r}")
+    _style.classroom = classroom
     plt.rcParams.update(
         {
             "figure.dpi": 80,
             "figure.figsize": (5, 4),
-            "font.size": 10,
-            "axes.titlesize": 11,
+            "font.size": FONT_SIZE[classroom],
+            "axes.titlesize": "large",
+            "legend.fontsize": "small",
+            "figure.titlesize": "large",
             "hatch.linewidth": 0.8,
             "image.cmap": CMAP,
         }
@@ -59,6 +91,72 @@ def use_course_style() -> None:
         from matplotlib_inline.backend_inline import set_matplotlib_formats
 
         set_matplotlib_formats("png", bbox_inches="tight", metadata={"Software": None})
+
+
+def classroom() -> bool:
+    """Whether :func:`use_course_style` last switched the classroom style on."""
+    return _style.classroom
+
+
+def points(size: str) -> float:
+    """A relative text size ("small", "large", ...) in points under the current style."""
+    return FontProperties(size=size).get_size_in_points()
+
+
+TITLE_ROOM = 0.85  # of its column of the figure, the width an axes title may take
+
+
+def fit_titles(fig: Figure) -> Figure:
+    """Wrap every axes title to its column of the figure, and the figure's title to the figure.
+
+    Titles are written on one line per idea; whether a line fits depends on the text size
+    (the classroom style is larger), so the lines are wrapped here, for the current style.
+    """
+    renderer = fig.canvas.get_renderer()
+    width = fig.bbox.width
+    texts = [(fig._suptitle, TITLE_ROOM * width)] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        spec = ax.get_subplotspec()
+        if spec is None:
+            continue
+        grid = spec.get_gridspec()
+        ratios = grid.get_width_ratios() or [1] * grid.ncols
+        start, stop = spec.colspan.start, spec.colspan.stop
+        share = sum(ratios[start:stop]) / sum(ratios)
+        centre = (sum(ratios[:start]) + sum(ratios[start:stop]) / 2) / sum(ratios)
+        # The column also holds the neighbours' tick labels and axis labels, and a centred
+        # title must not pass the figure's edges.
+        room = min(TITLE_ROOM * share, 2 * centre * 0.95, 2 * (1 - centre) * 0.95) * width
+        texts += [(ax.title, room), (ax._left_title, TITLE_ROOM * share * width),
+                  (ax._right_title, TITLE_ROOM * share * width)]
+    added = {"suptitle": 0.0, "axes": 0.0}  # inches of extra title lines
+    for text, room in texts:
+        if not text.get_text():
+            continue
+        before = text.get_text()
+        text.set_text(_wrap_lines(before, text.get_window_extent(renderer).width, room))
+        extra = (text.get_text().count("\n") - before.count("\n")) * 1.2 * text.get_size() / 72
+        kind = "suptitle" if text is fig._suptitle else "axes"
+        added[kind] = max(added[kind], extra)
+    if any(added.values()):  # taller by the added lines: the axes keep their height
+        fig_width, fig_height = fig.get_size_inches()
+        fig.set_size_inches(fig_width, fig_height + sum(added.values()))
+    return fig
+
+
+def _wrap_lines(text: str, drawn_width: float, room: float) -> str:
+    """``text`` with each line too wide for ``room`` wrapped into balanced lines."""
+    lines = text.split("\n")
+    per_char = drawn_width / max(len(line) for line in lines)
+    wrapped = []
+    for line in lines:
+        parts = math.ceil(len(line) * per_char / room)
+        if parts <= 1:
+            wrapped.append(line)
+            continue
+        chars = max(12, math.ceil(len(line) / parts) + 2)
+        wrapped += textwrap.wrap(line, chars) or [""]
+    return "\n".join(wrapped)
 
 
 def _as_2d(name: str, values) -> np.ndarray:
@@ -88,15 +186,26 @@ _LABEL_ON_HATCH = {"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolo
                    "alpha": 0.9}
 
 
+# Space between an axes and its title that the "blocked" legend fills, in legend font sizes.
+LEGEND_PAD = 2.3
+
+
+def _add_cell(ax: Axes, patch: Rectangle) -> None:
+    """Add a cell's patch without ``add_patch``'s data-limit update (the image already sets
+    the limits): it is most of the drawing time of a figure with many blocked cells."""
+    ax.add_artist(patch)
+
+
 def _blocked_legend(ax: Axes, label: str = "blocked") -> None:
     ax.legend(
         handles=[Patch(**BLOCKED_STYLE, label=label)],
         loc="lower left",
         bbox_to_anchor=(0.0, 1.0),
         frameon=False,
-        fontsize=8,
+        fontsize="small",
         handlelength=1.5,
-        borderaxespad=0.1,
+        borderpad=0.2,
+        borderaxespad=0.15,
     )
 
 
@@ -147,10 +256,10 @@ def heatmap(
     shown = np.ma.masked_array(array, mask=hidden | nan | ~np.isfinite(array))
     image = ax.imshow(shown, cmap=CMAP, vmin=vmin, vmax=vmax, aspect="auto")
     for r, c in zip(*np.nonzero(hidden), strict=True):
-        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, **BLOCKED_STYLE))
+        _add_cell(ax, Rectangle((c - 0.5, r - 0.5), 1, 1, **BLOCKED_STYLE))
     for r, c in zip(*np.nonzero(nan), strict=True):
-        ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=NAN_COLOR, linewidth=0))
-        ax.text(c, r, "NaN", ha="center", va="center", color="white", fontsize=8)
+        _add_cell(ax, Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=NAN_COLOR, linewidth=0))
+        ax.text(c, r, "NaN", ha="center", va="center", color="white", fontsize="small")
     if annotate:
         norm = image.norm
         for r in range(rows):
@@ -159,13 +268,13 @@ def heatmap(
                     continue
                 value = array[r, c]
                 dark = np.isfinite(value) and norm(value) < 0.6
-                ax.text(c, r, fmt.format(value), ha="center", va="center", fontsize=8,
+                ax.text(c, r, fmt.format(value), ha="center", va="center", fontsize="small",
                         color="white" if dark else "black")
     ax.set_xticks(range(cols), col_labels if col_labels else range(cols))
     ax.set_yticks(range(rows), row_labels if row_labels else range(rows))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, pad=16 if hidden.any() else 6)
+    ax.set_title(title, pad=LEGEND_PAD * points("small") if hidden.any() else 6)
     if hidden.any():
         _blocked_legend(ax)
     if colorbar and not shown.mask.all():
@@ -225,20 +334,21 @@ def plot_grid(
     for r in range(rows):
         for c in range(cols):
             if blocked[r, c]:
-                ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, **BLOCKED_STYLE))
+                _add_cell(ax, Rectangle((c - 0.5, r - 0.5), 1, 1, **BLOCKED_STYLE))
             if cells[r][c]:
-                ax.text(c, r, cells[r][c], ha="center", va="center", fontsize=8,
+                ax.text(c, r, cells[r][c], ha="center", va="center", fontsize="small",
                         weight="bold" if blocked[r, c] else "normal",
                         bbox=_LABEL_ON_HATCH if blocked[r, c] else None)
-    ax.set_xticks(np.arange(-0.5, cols), minor=True)
-    ax.set_yticks(np.arange(-0.5, rows), minor=True)
-    ax.grid(which="minor", color="#b0b0b0", linewidth=0.5)
-    ax.tick_params(which="minor", length=0)
+    # Cell borders as two line collections: far cheaper to draw than minor ticks' grid lines.
+    ax.vlines(np.arange(-0.5, cols), -0.5, rows - 0.5, colors="#b0b0b0", linewidth=0.5,
+              zorder=1.5)
+    ax.hlines(np.arange(-0.5, rows), -0.5, cols - 0.5, colors="#b0b0b0", linewidth=0.5,
+              zorder=1.5)
     ax.set_xticks(range(cols), col_labels if col_labels else range(cols))
     ax.set_yticks(range(rows), row_labels if row_labels else range(rows))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, pad=16)
+    ax.set_title(title, pad=LEGEND_PAD * points("small"))
     _blocked_legend(ax, legend_label)
     return ax
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from course_lib.widgets.core import BEFORE_RUN
+
 REPO = Path(__file__).parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 SCREENSHOTS = os.environ.get("COURSE_SCREENSHOTS")  # `make screenshots` saves README images
@@ -35,10 +37,11 @@ WIDGET_NOTEBOOKS = sorted(
 )
 # The visible notebook: JupyterLab hides, but keeps, other documents' DOM.
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
-# An explorer's root: a VBox holding the controls and the Output widget with the figure.
+# An explorer's root: a VBox holding the controls and the Image widget with the figure.
 ROOTS_JS = f"""() => [...document.querySelectorAll('{PANEL} .widget-vbox')]
-    .filter(box => box.querySelector(':scope > .widget-output')
+    .filter(box => box.querySelector(':scope > img.widget-image')
                    && !box.parentElement.closest('.widget-vbox'))"""
+FIGURE = ":scope > img.widget-image"
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None and os.environ.get("COURSE_REQUIRE_BROWSER") != "1",
@@ -100,6 +103,12 @@ def lab(tmp_path_factory):
         assert not alive, f"processes left running after the server stopped: {alive}"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_redraw_times():
+    """test-artifacts/browser/redraw_times.txt: this run's click-to-redraw times only."""
+    (ARTIFACTS / "redraw_times.txt").unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -143,8 +152,17 @@ def wait_until_idle(page, timeout_ms=180_000):
 
 
 def figure_source(root) -> str | None:
-    image = root.query_selector(":scope > .widget-output img")
+    """The explorer's figure's src: a new blob URL each time the kernel sends a figure."""
+    image = root.query_selector(FIGURE)
     return image.get_attribute("src") if image else None
+
+
+def figure_bytes(page, root) -> str:
+    """The PNG the explorer shows, base64: equal for equal figures."""
+    return page.evaluate(
+        "async r => { const b = await (await fetch(r.querySelector('img.widget-image').src))"
+        ".arrayBuffer(); let s = ''; for (const x of new Uint8Array(b))"
+        " s += String.fromCharCode(x); return btoa(s); }", root)
 
 
 def redrawn(page, root, before: str | None, timeout_ms=60_000) -> bool:
@@ -154,7 +172,7 @@ def redrawn(page, root, before: str | None, timeout_ms=60_000) -> bool:
     try:
         page.wait_for_function(
             "([r, before]) => {"
-            " const i = r.querySelector(':scope > .widget-output img');"
+            f" const i = r.querySelector('{FIGURE}');"
             " return i && i.getAttribute('src') !== before; }",
             arg=[root, before], timeout=timeout_ms)
     except PlaywrightTimeoutError:
@@ -162,7 +180,27 @@ def redrawn(page, root, before: str | None, timeout_ms=60_000) -> bool:
     return True
 
 
-def change(page, control) -> str:
+STATIC_JS = f"""() => {{
+    const cells = [...document.querySelectorAll('{PANEL} .jp-CodeCell')].filter(
+        c => c.querySelector('.jp-InputArea').textContent.includes('static_figure('));
+    cells.forEach(c => c.scrollIntoView());
+    return {{cells: cells.length,
+             outputs: cells.filter(c => c.querySelector('.jp-OutputArea-child')).length,
+             images: cells.flatMap(c => [...c.querySelectorAll('.jp-OutputArea-output img')])
+                          .filter(i => i.offsetWidth > 0).length}};
+}}"""
+
+
+def static_figures(page, shown: bool) -> None:
+    """Wait until every static-figure cell has rendered its output, its image shown or not."""
+    page.wait_for_function(
+        f"""() => {{ const s = ({STATIC_JS})();
+            return s.cells > 0 && s.outputs === s.cells
+                   && s.images === (({'true' if shown else 'false'}) ? s.cells : 0); }}""",
+        timeout=60_000)
+
+
+def change(page, control, to_start=None) -> str:
     """Change one control the way a learner would; return what was done."""
     classes = control.get_attribute("class") or ""
     if "widget-toggle-buttons" in classes:
@@ -178,10 +216,12 @@ def change(page, control) -> str:
         track = control.query_selector(".noUi-target").bounding_box()
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         page.mouse.down()
-        page.mouse.move(track["x"] + track["width"], box["y"] + box["height"] / 2,
-                                steps=5)
+        if to_start is None:  # to the far end: the right one, unless the handle is there
+            to_start = box["x"] + box["width"] / 2 > track["x"] + track["width"] / 2
+        page.mouse.move(track["x"] + (0 if to_start else track["width"]),
+                        box["y"] + box["height"] / 2, steps=5)
         page.mouse.up()
-        return "dragged the slider to its end"
+        return f"dragged the slider to its {'start' if to_start else 'end'}"
     raise AssertionError(f"unknown control: {classes}")
 
 
@@ -194,6 +234,12 @@ def test_every_control_redraws_its_figure(lab, browser, notebook):
         page.goto(f"{url}/lab/tree/notebooks/{notebook}.ipynb?reset&token={token}")
         page.wait_for_selector(f"{PANEL} .jp-Notebook", timeout=60_000)
         page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=60_000)
+        # Before the run: the stored explorer reads "run this cell", never a widget repr,
+        # and its static figure is shown.
+        page.wait_for_selector(f"{PANEL} >> text={BEFORE_RUN[:40]}", timeout=60_000)
+        text = page.inner_text(PANEL)
+        assert "VBox(" not in text and "children=" not in text, "a widget repr is shown"
+        static_figures(page, shown=True)  # a timeout here: no static figure before the run
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         wait_until_idle(page)
@@ -202,13 +248,16 @@ def test_every_control_redraws_its_figure(lab, browser, notebook):
             f'{PANEL} [data-mime-type="application/vnd.jupyter.stderr"]')
         assert not errors, [error.inner_text()[:300] for error in errors]
 
+        # After the run the live explorer is there, and its static figure hides itself.
+        static_figures(page, shown=False)  # a timeout: the static figure doubles the explorer
+
         roots = page.evaluate_handle(ROOTS_JS)
         count = page.evaluate("roots => roots.length", roots)
         assert count >= 1, "no explorer widget rendered"
         for index in range(count):
             root = page.evaluate_handle("([roots, i]) => roots[i]", [roots, index]).as_element()
             root.scroll_into_view_if_needed()
-            page.wait_for_function("r => r.querySelector(':scope > .widget-output img')",
+            page.wait_for_function(f"r => r.querySelector('{FIGURE}')",
                                    arg=root, timeout=60_000)
             if SCREENSHOTS and notebook in README_SCREENSHOTS and index == 0:
                 root.screenshot(path=Path(SCREENSHOTS) / f"{notebook}.png")  # default state
@@ -216,10 +265,28 @@ def test_every_control_redraws_its_figure(lab, browser, notebook):
                 ":scope > .widget-hbox > .widget-toggle-buttons, "
                 ":scope > .widget-hbox > .widget-checkbox, :scope > .widget-hbox > .widget-slider")
             assert controls, "an explorer without controls"
+            # A fast double change (there and straight back) ends on the last state's figure.
+            first, before = figure_bytes(page, root), figure_source(root)
+            toggles = [c for c in controls if "widget-slider" not in c.get_attribute("class")]
+            if toggles:  # a toggle's or checkbox's second change goes back to the default
+                action = change(page, toggles[0]) + " and at once " + change(page, toggles[0])
+            else:  # sliders starting at their left end
+                action = (change(page, controls[0]) + " and at once "
+                          + change(page, controls[0], to_start=True))
+            redrawn(page, root, before)
+            wait_until_idle(page)
+            kernels_quiet(lab)
+            assert figure_bytes(page, root) == first, (
+                f"{notebook}: widget {index}, {action}: the figure is not the last state's")
             for number, control in enumerate(controls):
                 before = figure_source(root)
+                started = time.monotonic()
                 action = change(page, control)
-                if not redrawn(page, root, before):
+                if redrawn(page, root, before):
+                    with open(ARTIFACTS / "redraw_times.txt", "a") as times:
+                        times.write(f"{notebook} widget {index} control {number} ({action}): "
+                                    f"{time.monotonic() - started:.2f} s click to redraw\n")
+                else:
                     # Once in a few CI runs a change reached the page but no redraw came back
                     # (the kernel idle, no error). Retry once: back to the first value and
                     # on to the same new one (toggles and checkboxes), which must then show

@@ -37,3 +37,20 @@ def test_a_rendered_lesson_links_to_the_course_map_and_the_next_page_which_exist
     start = render_page(NOTEBOOKS / "00_start_here.ipynb", html)
     assert 'id="5.-The-course-map"' in start  # the anchor the links jump to
     assert 'href="01_padding_motivation.html"' in start
+
+
+def test_a_page_shows_each_explorer_once_drawn_from_its_widget_state_not_twice():
+    import json
+
+    path = NOTEBOOKS / "02_masked_fill.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    static = [output["data"]["image/png"] for cell in cells if cell["cell_type"] == "code"
+              for output in cell["outputs"]
+              if "static_figure(" in "".join(cell["source"]) and "data" in output]
+    assert len(static) == 1
+    page = render_page(path, exporter())
+    # The explorer is drawn from the widget state the page holds; the static copy is left out.
+    assert '"_model_name": "ImageModel"' in page
+    assert f'src="data:image/png;base64,{static[0][:100]}' not in page
+    with_static = exporter().from_filename(str(path))[0]  # nbconvert alone keeps it
+    assert f'src="data:image/png;base64,{static[0][:100]}' in with_static

@@ -261,3 +261,16 @@ def test_draw_hatches_pad_only_when_it_is_excluded_and_titles_the_scalar():
         plt.close(fig)
     with pytest.raises(ValueError, match="reduction: expected one of"):
         draw_loss_masking("median")
+
+
+def test_the_target_panel_shows_what_the_loss_trains_on_an_all_pad_batch():
+    fig = draw_loss_masking("token mean", 0.1, "all PAD")
+    target_ax = fig.axes[2]
+    assert not target_ax.axison and not target_ax.patches  # nothing is trained
+    assert "no target distribution" in target_ax.get_title()
+    plt.close(fig)
+    fig = draw_loss_masking("PAD counted", 0.0, "all PAD")
+    heights = [bar.get_height() for bar in fig.axes[2].patches]
+    assert heights[PAD] == pytest.approx(1.0)  # counting PAD trains the model to emit <pad>
+    assert "'<pad>'" in fig.axes[2].get_title()
+    plt.close(fig)

@@ -160,3 +160,26 @@ def test_the_explorer_hatches_exactly_the_removed_tokens(method):
             if text.get_fontweight() == "bold"}
     assert bold == {{"sampling": "sample", "greedy": "greedy", "beam search": "beam"}[method]}
     plt.close(fig)
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam search"])
+def test_greedy_and_beam_draw_the_temperature_1_distribution_whatever_the_slider(method):
+    explorer = decoding_explorer()
+    _, logits = uncertain_step(explorer.default_state["source"])
+    for temperature in (0.5, 2.0):
+        fig = draw_decoding(**{**explorer.default_state, "method": method,
+                               "temperature": temperature})
+        bars = [patch for patch in fig.axes[0].patches if isinstance(patch, Rectangle)]
+        heights = torch.tensor([bar.get_height() for bar in bars], dtype=logits.dtype)
+        assert torch.allclose(heights, logits.softmax(-1), atol=1e-6)
+        assert "temperature 1" in fig.axes[0].get_ylabel()
+        assert "ignores the temperature" in fig.axes[0].get_title()
+        plt.close(fig)
+
+
+def test_the_sliders_run_in_increasing_order_from_a_middle_default():
+    for name, control in decoding_explorer().controls.items():
+        if not isinstance(control.options[0], str):
+            assert list(control.options) == sorted(control.options), name
+    controls = decoding_explorer().controls
+    assert (controls["temperature"].default, controls["beam_size"].default) == (1.0, 4)

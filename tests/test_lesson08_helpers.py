@@ -133,3 +133,20 @@ def test_lab_has_fourteen_states():
     explorer = doctor_lab()
     assert len(list(explorer.states())) == 2 * len(SCENARIOS) == 14
     assert explorer.default_state == {"bug": "inverted padding", "fix": False}
+
+
+@pytest.mark.parametrize("bug", list(SCENARIOS))
+def test_the_lab_frames_every_cell_that_should_be_blocked_and_is_not(bug):
+    from course_lib.widgets.lesson08 import MISSED_STYLE
+
+    for fixed in (False, True):
+        call = scenario_call(bug, fixed=fixed)
+        missed = (should_block(call) & ~passed_blocked(call))[SHOWN_SEQUENCE]
+        fig = draw_doctor_lab(bug, fixed)
+        frames = {(round(p.get_y() + 0.42), round(p.get_x() + 0.42))
+                  for p in fig.axes[1].patches
+                  if isinstance(p, Rectangle) and p.get_linestyle() == "--"
+                  and not p.get_fill()}
+        assert frames == {tuple(rc) for rc in missed.nonzero().tolist()}, (bug, fixed)
+        assert MISSED_STYLE["linestyle"] == "--"
+        plt.close(fig)

@@ -76,7 +76,7 @@ def test_index_links_every_lesson(site, page):
 def test_a_lesson_shows_figures_widgets_and_math_offline(site, page, lesson):
     url, _ = site
     page.goto(f"{url}/{lesson}.html")
-    page.wait_for_selector(".widget-vbox .widget-output img", timeout=60_000)
+    page.wait_for_selector(".widget-vbox img.widget-image", timeout=60_000)
     page.wait_for_selector(".MathJax_CHTML, mjx-container", timeout=60_000)
     figures = page.eval_on_selector_all(
         ".jp-OutputArea-output img",

@@ -149,3 +149,54 @@ def test_use_course_style_outside_ipython():
         fig, ax = plt.subplots()
         viz.heatmap(torch.rand(2, 2), ax=ax)
     assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_the_classroom_style_enlarges_every_text_and_the_html_output(monkeypatch):
+    from course_lib import _style
+
+    with matplotlib.rc_context():
+        viz.use_course_style(classroom=False)
+        standard = viz.points("small"), _style.html_font_size()
+        viz.use_course_style(classroom=True)
+        assert viz.classroom()
+        classroom = viz.points("small"), _style.html_font_size()
+        viz.use_course_style(classroom=False)
+    assert classroom[0] >= 1.3 * standard[0]
+    assert (standard[1], classroom[1]) == ("15px", "20px")
+
+
+@pytest.mark.parametrize(("setting", "on"), [("1", True), ("0", False), ("", False)])
+def test_the_classroom_style_follows_COURSE_CLASSROOM(monkeypatch, setting, on):
+    monkeypatch.setenv("COURSE_CLASSROOM", setting)
+    with matplotlib.rc_context():
+        viz.use_course_style()
+        assert viz.classroom() is on
+        viz.use_course_style(classroom=False)
+
+
+def test_the_classroom_switch_rejects_what_it_cannot_read(monkeypatch):
+    monkeypatch.setenv("COURSE_CLASSROOM", "yes")
+    with pytest.raises(ValueError, match=r"COURSE_CLASSROOM: expected 1 .* or 0, got 'yes'"):
+        viz.use_course_style()
+    with pytest.raises(ValueError, match=r"classroom: expected True, False or None, got 'on'"):
+        viz.use_course_style(classroom="on")
+
+
+def test_fit_titles_wraps_a_title_wider_than_its_column_and_grows_the_figure():
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3))
+    long = "a title that is much too long for a third of a nine inch figure, even small"
+    axes[1].set_title(long)
+    axes[0].set_title("short")
+    height = fig.get_size_inches()[1]
+    viz.fit_titles(fig)
+    assert axes[0].get_title() == "short"
+    lines = axes[1].get_title().split("\n")
+    assert len(lines) >= 2 and " ".join(lines) == long
+    renderer = fig.canvas.get_renderer()
+    assert axes[1].title.get_window_extent(renderer).width <= 0.85 * fig.bbox.width / 3
+    assert fig.get_size_inches()[1] > height
+
+
+def test_blocked_cells_do_not_move_the_axes_limits():
+    ax = viz.plot_mask(causal_mask(4))
+    assert ax.get_xlim() == (-0.5, 3.5) and ax.get_ylim() == (3.5, -0.5)

@@ -20,6 +20,8 @@ import mistune
 import nbformat
 from nbconvert import HTMLExporter
 
+from course_lib.widgets.core import STATIC_FIGURE
+
 REPO = Path(__file__).parents[1]
 ASSETS = REPO / "tools" / "site"
 MODULES = ASSETS / "node_modules"
@@ -78,11 +80,22 @@ def notebook_links_to_pages(page: str) -> str:
     return NOTEBOOK_LINK.sub(lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', page)
 
 
+def drop_static_figures(notebook) -> None:
+    """Remove each explorer's static figure: the page shows the explorer itself, drawn from
+    the widget state the notebook holds, so the static copy would only repeat it."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [output for output in cell.get("outputs", [])
+                            if output.get("data", {}).get("text/plain") != STATIC_FIGURE]
+
+
 def render_page(path: Path, html: HTMLExporter) -> str:
     """The HTML page of the stored notebook at ``path``, as it goes on the site."""
+    notebook = nbformat.read(path, as_version=4)
+    if notebook.metadata.get("widgets"):
+        drop_static_figures(notebook)
     body, _ = html.from_notebook_node(
-        nbformat.read(path, as_version=4),
-        resources={"metadata": {"name": path.stem, "path": str(path.parent)}})
+        notebook, resources={"metadata": {"name": path.stem, "path": str(path.parent)}})
     # <img> tags escape embed_images: serve images/ from the site too.
     return notebook_links_to_pages(body.replace('src="../images/', 'src="images/'))
 

@@ -7,6 +7,7 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from course_lib import _style
 from course_lib.doctor.catalogue import CODES, SEVERITIES
 
 __all__ = ["Finding", "Report", "finding"]
@@ -19,7 +20,7 @@ _COLOURS = {"error": ("#a40e26", "#ffebe9"), "warning": ("#7d4e00", "#fff8c5"),
             "ok": ("#116329", "#dafbe1")}  # (text and border, background)
 _BOX = ("border-left: 5px solid {ink}; background-color: {tint}; padding: 6px 12px; "
         "margin: 6px 0")
-_REPORT = ("font-family: sans-serif; font-size: 15px; line-height: 1.45; max-width: 60em; "
+_REPORT = ("font-family: sans-serif; font-size: {size}; line-height: 1.45; max-width: 60em; "
            "overflow-wrap: anywhere; color: #24292f")
 
 
@@ -133,5 +134,6 @@ class Report(Sequence):
         headline = (f'<div class="doctor-headline doctor-{status}" style="color: {ink}">'
                     f"<strong>{icon} {html.escape(self._headline())}</strong></div>")
         findings = "".join(f._html() for f in self._findings)
-        return f'<div class="doctor-report" style="{_REPORT}">{headline}{findings}</div>'
+        style = _REPORT.format(size=_style.html_font_size())
+        return f'<div class="doctor-report" style="{style}">{headline}{findings}</div>'
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from course_lib import _style
+
 __all__ = ["Exercise", "Feedback", "exercise", "check", "solution", "registered"]
 
 Status = Literal["not_attempted", "wrong", "correct"]
@@ -54,7 +56,8 @@ class Feedback:
         detail_html = f" {html.escape(detail)}" if detail else ""
         return (f'<div class="course-feedback course-feedback-{self.status}" style="'
                 f"border-left: 5px solid {ink}; background-color: {tint}; color: {ink}; "
-                "padding: 6px 12px; margin: 2px 0; font-family: sans-serif; font-size: 15px; "
+                "padding: 6px 12px; margin: 2px 0; font-family: sans-serif; "
+                f"font-size: {_style.html_font_size()}; "
                 f'line-height: 1.45; white-space: pre-wrap; overflow-wrap: anywhere">'
                 f"<strong>{_ICON[self.status]} {label}</strong> "
                 f'<span style="color: #24292f">[{html.escape(self.key)}]</span>'

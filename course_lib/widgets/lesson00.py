@@ -97,10 +97,10 @@ def plot_convention(mask_kind: str, convention: str, *, ax: Axes) -> Axes:
     where = padding_where if mask_kind == "padding" else causal_where
     if mask is None:
         ax.set_axis_off()
-        ax.set_title(f"{where}\n{meaning}", fontsize=10)
+        ax.set_title(f"{where}\n{meaning}", fontsize="medium")
         ax.text(0.5, 0.5, "no causal attention_mask:\nHugging Face's attention_mask\n"
                 "is a [B, S] padding mask;\ndecoder models add the\ncausal mask internally",
-                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+                ha="center", va="center", fontsize="small", transform=ax.transAxes)
         return ax
     blocked = mask_in_convention(mask_kind, "nn.MultiheadAttention (bool)").numpy()
     shape = list(mask.shape)
@@ -112,7 +112,7 @@ def plot_convention(mask_kind: str, convention: str, *, ax: Axes) -> Axes:
     ax.set_aspect("equal")
     drawn = "" if shape == list(blocked.shape) else f" (drawn {list(blocked.shape)})"
     dtype = str(mask.dtype).removeprefix("torch.")
-    ax.set_title(f"{where}\n{meaning}\ndtype {dtype}, shape {shape}{drawn}", fontsize=10)
+    ax.set_title(f"{where}\n{meaning}\ndtype {dtype}, shape {shape}{drawn}", fontsize="medium")
     return ax
 
 
@@ -123,7 +123,7 @@ def draw_convention(mask_kind: str = "padding",
     plot_convention(mask_kind, convention, ax=ax)
     if ax.axison:
         fig.legend(handles=[Patch(**BLOCKED_STYLE, label="blocked (masked out)")],
-                   loc="lower center", frameon=False, fontsize=9)
+                   loc="lower center", frameon=False, fontsize="small")
     fig.subplots_adjust(top=0.78, bottom=0.24 if mask_kind == "padding" else 0.18)
     return fig
 

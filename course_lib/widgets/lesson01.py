@@ -13,6 +13,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from course_lib import viz
 from course_lib.data import bucket_batches, pad_fraction, random_batches, sample_lengths
 from course_lib.viz import BLOCKED_STYLE
 from course_lib.widgets.core import Control, Explorer
@@ -48,7 +49,8 @@ def draw_padded_batches(
     width = max(lengths)
 
     cells = np.zeros((num_sentences, width))
-    fig, ax = plt.subplots(figsize=(0.2 * width + 3.0, 0.17 * num_sentences + 1.6))
+    fig, ax = plt.subplots(figsize=(0.2 * width + 4.4, 0.14 * num_sentences + 1.7),
+                           layout="constrained")
     row = 0
     for batch_index, batch in enumerate(batch_lengths):
         longest = max(batch)
@@ -62,7 +64,7 @@ def draw_padded_batches(
         ax.axhline(row - 0.5, color="black", linewidth=1.2)
         ax.text(width - 0.2, row - 0.5 - len(batch) / 2,
                 f"batch {batch_index}: {batch_pads / (len(batch) * longest):.0%} PAD",
-                ha="left", va="center", fontsize=8)
+                ha="left", va="center", fontsize="small")
     ax.imshow(cells, cmap=ListedColormap(["white", TOKEN_COLOR]), vmin=0, vmax=1,
               aspect="auto", interpolation="nearest")
     ax.set_xlim(-0.5, width - 0.5)
@@ -74,15 +76,17 @@ def draw_padded_batches(
     ax.tick_params(which="minor", length=0)
     ax.set_xlabel("position in the padded batch")
     ax.set_ylabel("sentence (grouped by batch)")
-    ax.set_title(f"{order} order, batch size {batch_size}: {waste:.1%} of the cells are PAD",
-                 pad=18)
+    spans = [max(batch) - min(batch) + 1 for batch in batch_lengths]
+    ax.set_title(f"{order} order, batch size {batch_size}: {waste:.1%} of the cells are PAD\n"
+                 f"{num_sentences} sentences of lengths 1..{MAX_LEN}; a batch's lengths span "
+                 f"{sum(spans) / len(spans):.0f} values on average",
+                 pad=viz.LEGEND_PAD * viz.points("small"))
     ax.legend(handles=[Patch(facecolor=TOKEN_COLOR, label="real token"),
                        Patch(**BLOCKED_STYLE, label="PAD (masked out)"),
                        Patch(facecolor="white", edgecolor="#b0b0b0",
                              label="beyond this batch's longest sentence")],
-              loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False, fontsize=8,
-              borderaxespad=0.1)
-    fig.subplots_adjust(right=0.78)
+              loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, frameon=False, fontsize="small",
+              borderpad=0.2, borderaxespad=0.15)
     return fig
 
 

@@ -207,11 +207,11 @@ def draw_masked_fill(
     else:
         call = f"scores.masked_fill({code}, {fill_code}).softmax(-1)"
     fig.suptitle(f"{call}    [B, H, L, S] = [{batch}, {HEADS}, {length}, {length}], "
-                 f"head {SHOWN_HEAD} shown\n{meaning}", fontsize=10)
+                 f"head {SHOWN_HEAD} shown\n{meaning}", fontsize="medium")
     fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=viz.CMAP), ax=list(axes),
                  fraction=0.015, pad=0.01, label="attention weight")
     fig.supxlabel("hatched: blocked by the mask    dashed red outline: a row with EVERY key "
-                  "blocked (values shown)    black: NaN", fontsize=8)
+                  "blocked (values shown)    black: NaN", fontsize="small")
     return fig
 
 

@@ -179,7 +179,7 @@ def draw_row_masking(
             else f"scores.masked_fill(mask, {code}).softmax(dim=-1)")
     verdict = _verdict(weights, reference, is_pad, mask_keys, mask_queries, fill)
     fig.suptitle(f"{real_length} real tokens + {LENGTH - real_length} PAD:   {call}\n{verdict}",
-                 fontsize=10)
+                 fontsize="medium")
     return fig
 
 

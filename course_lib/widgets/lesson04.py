@@ -77,7 +77,7 @@ def plot_six_masks(batch: ExampleBatch, masks: dict[str, torch.Tensor], *,
         plt.setp(axes[0, column].get_xticklabels(), rotation=40, ha="right",
                  rotation_mode="anchor")
     fig.suptitle(f"The six masks of nn.Transformer (bool, True = blocked); top row labelled with "
-                 f"sequence {b}'s tokens, but shared by the whole batch", fontsize=11)
+                 f"sequence {b}'s tokens, but shared by the whole batch", fontsize="large")
     return fig
 
 
@@ -144,12 +144,12 @@ def _draw_lab(switches: dict[str, bool]) -> Figure:
             row_labels=rows, col_labels=cols, ax=ax,
             title=f"{block}\nmasks: {' + '.join(in_effect) if in_effect else 'NONE'}\n"
                   f"{_leak_summary(block, weights[block][b].mean(dim=0), batch, b)}")
-        ax.title.set_fontsize(9)
+        ax.title.set_fontsize("medium")
         plt.setp(ax.get_xticklabels(), rotation=40, ha="right", rotation_mode="anchor")
     fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=viz.CMAP), ax=list(axes),
                  fraction=0.02, pad=0.01, label="attention weight")
     fig.suptitle(f"Mask lab: layer 0, sequence {b} (it has PAD), mean over the 2 heads; "
-                 f"{sum(switches.values())} of the 6 masks on", fontsize=11)
+                 f"{sum(switches.values())} of the 6 masks on", fontsize="large")
     return fig
 
 

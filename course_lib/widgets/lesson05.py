@@ -90,7 +90,13 @@ def token_weights(targets: torch.Tensor, reduction: str) -> torch.Tensor:
     return real / (real.sum(dim=1, keepdim=True).clamp(min=1) * targets.shape[0])
 
 
-def _plot_smoothed_target(ax, target: int, label_smoothing: float) -> None:
+def _plot_smoothed_target(ax, target: int | None, label_smoothing: float) -> None:
+    """The smoothed target distribution of token ``target``; None: the batch has none."""
+    if target is None:
+        ax.axis("off")
+        ax.set_title("no target distribution:\nevery target is PAD and ignored,\n"
+                     "so no token is trained", fontsize="small")
+        return
     classes = len(VOCAB)
     distribution = np.full(classes, label_smoothing / classes)
     distribution[target] += 1.0 - label_smoothing
@@ -99,12 +105,14 @@ def _plot_smoothed_target(ax, target: int, label_smoothing: float) -> None:
     bars[Vocab.PAD].set(**viz.BLOCKED_STYLE)
     ax.set_yscale("log")
     ax.set_ylim(1e-3, 2.0)
-    ax.set_xticks(range(classes), VOCAB.itos, rotation=60, fontsize=8)
+    ax.set_xticks(range(classes), VOCAB.itos, rotation=60, fontsize="small")
     ax.set(xlabel="class", ylabel="target probability (log scale)")
-    ax.set_title(f"target distribution of one token ({VOCAB.itos[target]!r})\n"
+    which = ("of a PAD position: counting PAD\ntrains the model to predict '<pad>'"
+             if target == Vocab.PAD else f"of one token ({VOCAB.itos[target]!r})")
+    ax.set_title(f"target distribution {which}\n"
                  f"{1 - label_smoothing + label_smoothing / classes:.3f} on it, "
                  f"ε/V = {label_smoothing / classes:.3f} on each other class,\n"
-                 "<pad> included (hatched bar)", fontsize=9)
+                 "<pad> included (hatched bar)", fontsize="small")
 
 
 def draw_loss_masking(reduction: str = "token mean", label_smoothing: float = 0.0,
@@ -126,9 +134,8 @@ def draw_loss_masking(reduction: str = "token mean", label_smoothing: float = 0.
     loss = float((weights * losses).sum())
     excluded = (targets == Vocab.PAD) & (not count_pad)
     rows = [f"seq {b}: {n} real" for b, n in enumerate((targets != Vocab.PAD).sum(1).tolist())]
-    # Fixed margins instead of a layout engine: the figure redraws in well under 0.2 s.
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": (5, 5, 3.4)})
-    fig.subplots_adjust(left=0.07, right=0.99, top=0.76, bottom=0.2, wspace=0.3)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained",
+                             gridspec_kw={"width_ratios": (5, 5, 3.4)})
     name = {"token mean": "token mean", "sequence mean": "sequence mean",
             "PAD counted": "mean over all B·T positions"}[reduction]
     viz.heatmap(losses, blocked=excluded, row_labels=rows, ax=axes[0], vmin=0.0, vmax=5.0,
@@ -138,8 +145,8 @@ def draw_loss_masking(reduction: str = "token mean", label_smoothing: float = 0.
                                                       else "hatched: PAD targets, ignored"))
     viz.heatmap(weights, blocked=weights == 0, row_labels=rows, ax=axes[1], vmin=0.0,
                 vmax=0.12, fmt="{:.3f}", xlabel="position t of tgt_out", ylabel="",
-                colorbar=False, title=f"weight of each token in the {name}\n"
-                                      f"(hatched: weight 0; the weights sum to "
+                colorbar=False, title=f"token weights, {name}\n"
+                                      f"(hatched: weight 0; they sum to "
                                       f"{float(weights.sum()):.0f})")
     for ax in axes[:2]:
         if ax.get_legend() is not None:  # the titles say what the hatch means here
@@ -148,14 +155,16 @@ def draw_loss_masking(reduction: str = "token mean", label_smoothing: float = 0.
         for r, c in (targets == Vocab.PAD).nonzero().tolist():
             axes[0].add_patch(Rectangle((c - 0.45, r - 0.45), 0.9, 0.9, fill=False, linestyle="--",
                                         edgecolor="#d55e00", linewidth=2.5))
-    _plot_smoothed_target(axes[2], int(example_targets("ragged")[0, 0]), label_smoothing)
+    # The first target the loss trains: a real token, or with PAD counted possibly <pad>.
+    trained = targets[targets != Vocab.PAD] if not count_pad else targets.flatten()
+    _plot_smoothed_target(axes[2], int(trained[0]) if len(trained) else None, label_smoothing)
     note = {"token mean": "every real token weighs the same",
             "sequence mean": "every sequence weighs the same: short ones' tokens weigh more",
             "PAD counted": "PAD targets count like real ones"}[reduction]
     if batch == "all PAD" and not count_pad:
         note = "no real token: 0 with the clamped count (ignore_index + 'mean' gives NaN)"
     fig.suptitle(f"{reduction}, label_smoothing = {label_smoothing}: loss = {loss:.3f}   "
-                 f"({note})", fontsize=11)
+                 f"({note})", fontsize="large")
     return fig
 
 

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.transforms import offset_copy
 
 from course_lib import recipes, viz
 from course_lib.data import Vocab
@@ -120,9 +121,12 @@ def draw_decoding(source: str, method: str = "sampling", beam_size: int = 4, top
     prefix, logits = uncertain_step(source)
     kept = kept_tokens(logits, method, beam_size=beam_size, top_k=top_k, top_p=top_p,
                        temperature=temperature)
-    probs = (logits / temperature).softmax(dim=-1)
+    # Greedy and beam search rank the logits, which a temperature does not reorder: their
+    # panel shows temperature 1, whatever the slider says.
+    shown_temperature = temperature if method == "sampling" else 1.0
+    probs = (logits / shown_temperature).softmax(dim=-1)
     itos = recipes.reverse_vocab().itos
-    fig, (bars, text) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained",
+    fig, (bars, text) = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained",
                                      gridspec_kw={"width_ratios": (1.1, 1)})
     for i, (p, keep) in enumerate(zip(probs.tolist(), kept.tolist(), strict=True)):
         style = {"color": KEPT_COLOR} if keep else viz.BLOCKED_STYLE
@@ -131,14 +135,15 @@ def draw_decoding(source: str, method: str = "sampling", beam_size: int = 4, top
     bars.set_ylim(1e-5, 1.5)
     bars.set_xticks(range(len(itos)), itos, rotation=60)
     bars.set_xlabel("next token")
-    bars.set_ylabel(f"probability at temperature {temperature:g} (log scale)")
+    bars.set_ylabel(f"probability, temperature {shown_temperature:g}\n(log scale)")
     where = " ".join(["<bos>", *(itos[i] for i in prefix)])
-    note = "" if method == "sampling" else f"; the temperature does not change {method}"
+    note = ("" if method == "sampling" else
+            f"; {method} ignores the temperature: bars at temperature 1")
     bars.set_title(f"{method}: {int(kept.sum())} of {len(itos)} tokens kept after '{where}'\n"
-                   f"(the greedy output's least certain step{note})", fontsize=10)
+                   f"(the greedy output's least certain step{note})", fontsize="medium")
     bars.legend(handles=[Patch(color=KEPT_COLOR, label="kept"),
                          Patch(**viz.BLOCKED_STYLE, label="removed")], loc="upper right",
-                fontsize=8)
+                fontsize="small")
     target = " ".join(reversed(source.split())) + " <eos>"
     greedy = _text(_greedy_output(source))
     lines = [("source", source, False), ("target", target, False),
@@ -147,15 +152,16 @@ def draw_decoding(source: str, method: str = "sampling", beam_size: int = 4, top
                for i, line in enumerate(_beam_lines(source, beam_size))),
              *((f"sample {i + 1}", line, method == "sampling") for i, line in
                enumerate(_sample_lines(source, top_k, top_p, temperature)))]
+    line_height = 1.5 * viz.points("small")  # rows a fixed number of points apart, any style
     for row, (label, line, chosen) in enumerate(lines):
         weight = "bold" if chosen else "normal"
-        text.text(0.0, 1 - row * 0.075, f"{label:>12}", family="monospace", fontsize=9,
-                  weight=weight, va="top", transform=text.transAxes)
-        text.text(0.3, 1 - row * 0.075, line, family="monospace", fontsize=9, weight=weight,
-                  va="top", transform=text.transAxes)
+        at = offset_copy(text.transAxes, fig=fig, y=-row * line_height, units="points")
+        text.text(0.0, 1.0, f"{label:>12}  {line}", family="monospace", fontsize="small",
+                  weight=weight, va="top", transform=at)
     text.axis("off")
-    text.set_title(f"outputs (beam: length_penalty 1; samples: top-k {top_k}, top-p {top_p:g}, "
-                   f"T = {temperature:g}, seed 0)", fontsize=10)
+    text.set_title(f"outputs (bold: the chosen method)\nbeam: length_penalty 1; samples: "
+                   f"top-k {top_k}, top-p {top_p:g}, T = {temperature:g}, seed 0",
+                   fontsize="medium", loc="left")
     return fig
 
 
@@ -164,8 +170,8 @@ def decoding_explorer() -> Explorer:
     return Explorer(draw_decoding, {
         "source": Control("source", explorer_sources()),
         "method": Control("method", METHODS),
-        "beam_size": Control("beam size", (4, 2)),
+        "beam_size": Control("beam size", (2, 4), default=4),
         "top_k": Control("top-k (0 = off)", (0, 3)),
         "top_p": Control("top-p", (0.9, 1.0)),
-        "temperature": Control("temperature", (1.0, 2.0, 0.5)),
+        "temperature": Control("temperature", (0.5, 1.0, 2.0), default=1.0),
     })

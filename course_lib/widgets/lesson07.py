@@ -53,10 +53,10 @@ def draw_schedules(linear_c: float = 0.0005, linear_eps_min: float = 0.0,
                 label=f"{label}\n   {_describe(values)}")
     ax.axhline(0.5, color="#777777", linewidth=0.8, linestyle=":", label="ε = 0.5")
     ax.set(xlim=(0, steps), ylim=(-0.02, 1.02), xlabel="training step i",
-           ylabel="ε_i = P(feed the gold token)",
-           title="Scheduled sampling: the decoder reads the gold token with probability ε_i,\n"
+           ylabel="ε_i = P(feed the gold token)")
+    fig.suptitle("Scheduled sampling: the decoder reads the gold token with probability ε_i, "
                  "its own prediction with probability 1 - ε_i")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False,
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False,
               labelspacing=1.0)
     ax.grid(alpha=0.3)
     return fig

@@ -8,6 +8,7 @@ import textwrap
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
 from course_lib import doctor, viz
 from course_lib.data import Vocab
@@ -23,6 +24,9 @@ from course_lib.masks import merge
 from course_lib.widgets.core import Control, Explorer
 
 __all__ = ["passed_blocked", "draw_doctor_lab", "doctor_lab"]
+
+# A cell the query must not see that the passed masks leave open: a red dashed frame.
+MISSED_STYLE = {"fill": False, "edgecolor": "#d55e00", "linestyle": "--", "linewidth": 2.0}
 
 
 def passed_blocked(call: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -97,12 +101,22 @@ def draw_doctor_lab(bug: str = "inverted padding", fix: bool = False) -> Figure:
                        title=f"{SCENARIOS[bug].block}, sequence {SHOWN_SEQUENCE}\n"
                              f"weight a real query puts on keys it must not see: {leak:.2f}; "
                              f"NaN rows: {nan_rows}")
-    axes[1].title.set_fontsize(9)
+    axes[1].title.set_fontsize("medium")
+    missed = (hidden & ~blocked).nonzero().tolist()  # must not be seen, yet not blocked
+    for row, col in missed:
+        axes[1].add_patch(Rectangle((col - 0.42, row - 0.42), 0.84, 0.84, **MISSED_STYLE))
+    if missed:
+        axes[1].legend(handles=[Patch(**viz.BLOCKED_STYLE, label="blocked"),
+                                Patch(**MISSED_STYLE, label="should be blocked, is not")],
+                       loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False,
+                       fontsize="small", handlelength=1.5, borderpad=0.2, borderaxespad=0.15)
+        axes[1].set_title(axes[1].get_title(), fontsize="medium",
+                          pad=viz.LEGEND_PAD * viz.points("small"))
     axes[2].axis("off")
     axes[2].text(0.0, 1.0, _verdict(call), va="top", ha="left", family="monospace",
-                 fontsize=8.5, transform=axes[2].transAxes)
+                 fontsize="small", transform=axes[2].transAxes)
     fig.suptitle(f"Doctor lab: {bug}, fixed" if fix else
-                 f"Doctor lab: {bug}: {SCENARIOS[bug].description}", fontsize=11)
+                 f"Doctor lab: {bug}: {SCENARIOS[bug].description}", fontsize="large")
     return fig
 
 
