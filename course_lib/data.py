@@ -14,7 +14,6 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from course_lib.masks import causal_mask
 
@@ -305,19 +304,24 @@ def collate(pairs: Sequence[Pair], vocab: Vocab) -> Batch:
         raise TypeError(f"pairs: expected a list of (src, tgt) pairs, got {type(pairs).__name__}")
     if len(pairs) == 0:
         raise ValueError("pairs: expected at least one (src, tgt) pair, got an empty batch")
-    src_ids, tgt_in, tgt_out = [], [], []
+    src_ids, tgt_ids = [], []
     for i, pair in enumerate(pairs):
         if not isinstance(pair, Sequence) or len(pair) != 2 or isinstance(pair, str):
             raise TypeError(f"pairs[{i}]: expected a (src_tokens, tgt_tokens) pair, got {pair!r}")
         if len(pair[0]) == 0:
             raise ValueError(f"pairs[{i}]: the source is empty; every source needs a token")
-        src_ids.append(torch.tensor(vocab.encode(pair[0])))
-        tgt = vocab.encode(pair[1])
-        tgt_in.append(torch.tensor([Vocab.BOS, *tgt]))
-        tgt_out.append(torch.tensor([*tgt, Vocab.EOS]))
-    src = pad_sequence(src_ids, batch_first=True, padding_value=Vocab.PAD)
-    tgt_in = pad_sequence(tgt_in, batch_first=True, padding_value=Vocab.PAD)
-    tgt_out = pad_sequence(tgt_out, batch_first=True, padding_value=Vocab.PAD)
+        src_ids.append(vocab.encode(pair[0]))
+        tgt_ids.append(vocab.encode(pair[1]))
+    # Padded as Python lists, then one tensor per field: many times faster than a tensor
+    # per row and pad_sequence, for the same result.
+    src_len = max(map(len, src_ids))
+    tgt_len = max(map(len, tgt_ids)) + 1
+    pad = Vocab.PAD
+    src = torch.tensor([ids + [pad] * (src_len - len(ids)) for ids in src_ids])
+    tgt_in = torch.tensor([[Vocab.BOS, *ids] + [pad] * (tgt_len - 1 - len(ids))
+                           for ids in tgt_ids])
+    tgt_out = torch.tensor([[*ids, Vocab.EOS] + [pad] * (tgt_len - 1 - len(ids))
+                            for ids in tgt_ids])
     return Batch(src, tgt_in, tgt_out, src == Vocab.PAD, tgt_in == Vocab.PAD,
                  causal_mask(tgt_in.shape[1]))
 

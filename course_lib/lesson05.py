@@ -57,7 +57,8 @@ def plot_shift(batch: Batch, vocab: Vocab) -> Figure:
 
 
 def plot_history(history: History, *, target: float | None = None) -> Figure:
-    """Training loss per step (log scale) and held-out exact match at each evaluation.
+    """Training loss per step (log scale) and held-out exact match at each evaluation:
+    the teacher-forced checks as lines, greedy decoding (which confirms the stop) as stars.
 
     Args:
         history: what :func:`course_lib.training.train` returned.
@@ -65,24 +66,29 @@ def plot_history(history: History, *, target: float | None = None) -> Figure:
     """
     if not isinstance(history, History) or not history.losses:
         raise ValueError("history: expected a training.History with at least one step")
-    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 3.6), layout="constrained")
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     steps = range(1, len(history.losses) + 1)
     loss_ax.plot(steps, history.losses, color="#0072b2", linewidth=1.2)
     loss_ax.set_yscale("log")
     loss_ax.set(xlabel="training step", ylabel="sequence_loss (token mean, log scale)",
                 title="training loss per step (one batch of 128 fresh pairs each)")
     loss_ax.grid(True, which="both", alpha=0.3)
-    evaluations = history.evaluations
-    score_ax.plot([e["step"] for e in evaluations], [e["exact_match"] for e in evaluations],
-                  "o-", color="#009e73", label="exact match")
-    score_ax.plot([e["step"] for e in evaluations], [e["token_accuracy"] for e in evaluations],
-                  "s--", color="#cc79a7", markersize=4, label="token accuracy")
+    checks = [e for e in history.evaluations
+              if e.get("decoding", "teacher_forced") == "teacher_forced"]
+    greedy = [e for e in history.evaluations if e.get("decoding") == "greedy"]
+    score_ax.plot([e["step"] for e in checks], [e["exact_match"] for e in checks],
+                  "o-", color="#009e73", label="exact match (teacher-forced = greedy)")
+    score_ax.plot([e["step"] for e in checks], [e["token_accuracy"] for e in checks],
+                  "s--", color="#cc79a7", markersize=4, label="token accuracy (teacher-forced)")
+    if greedy:
+        score_ax.plot([e["step"] for e in greedy], [e["exact_match"] for e in greedy], "*",
+                      color="black", markersize=12, linestyle="none",
+                      label="exact match, greedy decoding")
     if target is not None:
         score_ax.axhline(target, color="black", linestyle=":", label=f"target {target}")
     score_ax.set(xlabel="training step", ylabel="fraction of validation pairs", ylim=(0, 1.03),
-                 xlim=loss_ax.get_xlim(),
-                 title="held-out validation: greedy decoding vs the reversed source")
-    score_ax.legend(loc="lower right")
+                 xlim=loss_ax.get_xlim(), title="held-out validation pairs at each check")
+    score_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
     score_ax.grid(True, alpha=0.3)
     return fig
 

@@ -45,11 +45,16 @@ class Seq2SeqTransformer(nn.Module):
         pad_id: the PAD id; its embedding row stays zero (``padding_idx``) and every padding
             mask is ``ids == pad_id``.
         max_len: the longest source or target the position table covers.
+        embedding_std: the standard deviation of the token embeddings' initial values
+            (``nn.Embedding``'s default is 1). Smaller values let the position code, whose
+            entries lie in [-1, 1], stand out at the start: the recipe uses 0.3, and learns
+            to align positions in fewer steps.
     """
 
     def __init__(
         self, vocab_size: int, *, d_model: int = 64, nhead: int = 4, num_layers: int = 2,
         dim_feedforward: int = 128, dropout: float = 0.0, pad_id: int = 0, max_len: int = 64,
+        embedding_std: float = 1.0,
     ) -> None:
         super().__init__()
         _check_int("vocab_size", vocab_size, 2)
@@ -64,13 +69,21 @@ class Seq2SeqTransformer(nn.Module):
             raise ValueError(
                 f"pad_id: expected an id inside the vocabulary, 0..{vocab_size - 1}, got {pad_id!r}"
             )
+        if isinstance(embedding_std, bool) or not isinstance(embedding_std, int | float) \
+                or not embedding_std > 0:
+            raise ValueError(f"embedding_std: expected a positive number, got {embedding_std!r}")
         self.config = {"vocab_size": vocab_size, "d_model": d_model, "nhead": nhead,
                        "num_layers": num_layers, "dim_feedforward": dim_feedforward,
-                       "dropout": dropout, "pad_id": pad_id, "max_len": max_len}
+                       "dropout": dropout, "pad_id": pad_id, "max_len": max_len,
+                       "embedding_std": embedding_std}
         self.pad_id = pad_id
         self.max_len = max_len
         self.src_embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
         self.tgt_embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        if embedding_std != 1.0:
+            for embedding in (self.src_embedding, self.tgt_embedding):
+                with torch.no_grad():
+                    embedding.weight.mul_(embedding_std)  # the PAD row stays zero
         self.register_buffer("positions", sinusoidal_positions(max_len, d_model),
                              persistent=False)
         # No nested-tensor fast path: in eval mode it warns ("nested tensors is in prototype

@@ -110,6 +110,17 @@ def test_pad_embedding_rows_stay_zero_and_get_zero_gradient():
         assert embedding.weight.grad[4:].abs().sum() > 0  # real tokens do learn
 
 
+def test_embedding_std_scales_the_initial_embeddings_only():
+    default, scaled = make_model(), make_model(embedding_std=0.3)  # same seed
+    for name in ("src_embedding", "tgt_embedding"):
+        weight = getattr(scaled, name).weight.detach()
+        assert torch.allclose(weight, 0.3 * getattr(default, name).weight)
+        assert (weight[PAD] == 0).all()
+        assert 0.25 < float(weight[1:].std()) < 0.35
+    assert torch.equal(scaled.generator.weight, default.generator.weight)  # nothing else moves
+    assert scaled.config["embedding_std"] == 0.3
+
+
 def test_odd_head_count_and_eval_mode_raise_no_warning():
     # pytest turns warnings into errors: constructing and running must stay silent.
     model = make_model(nhead=1).eval()
@@ -135,6 +146,8 @@ def test_sinusoidal_positions_match_the_formula():
         (lambda: make_model(dropout=1.0), "dropout"),
         (lambda: make_model(max_len=0), "max_len"),
         (lambda: Seq2SeqTransformer(1), "vocab_size"),
+        (lambda: make_model(embedding_std=0), r"embedding_std: expected a positive number, got 0"),
+        (lambda: make_model(embedding_std="0.3"), "embedding_std"),
     ],
 )
 def test_constructor_rejects_bad_configuration(build, match):

@@ -157,6 +157,49 @@ def test_evaluate_scores_exact_match_and_token_accuracy():
     assert scores["token_accuracy"] == pytest.approx((tokens - 10) / tokens)
 
 
+def test_teacher_forced_exact_match_equals_greedy_and_token_accuracy_is_higher():
+    # A partly trained model: some rows right, many wrong, so the equality is not 0 == 0.
+    held_out = make_pairs("reverse", 300, min_len=2, max_len=6, seed=1)
+    stream = batch_stream("reverse", VOCAB, 64, min_len=2, max_len=6, seed=0,
+                          disjoint_from=held_out)
+    model = small_model()
+    train(model, stream, steps=60, lr=5e-3, warmup_steps=10, progress=False)
+    greedy = evaluate(model, held_out, VOCAB)
+    forced = evaluate(model, held_out, VOCAB, decoding="teacher_forced")
+    assert 0.05 < greedy["exact_match"] < 0.95
+    assert forced["exact_match"] == greedy["exact_match"]
+    assert forced["token_accuracy"] > greedy["token_accuracy"]
+    with pytest.raises(ValueError, match="decoding: expected one of .*, got 'beam'"):
+        evaluate(model, held_out, VOCAB, decoding="beam")
+
+
+def test_train_checks_teacher_forced_and_stops_only_when_greedy_confirms(monkeypatch):
+    from course_lib import training
+
+    calls = []
+
+    def scores(model, batches, decoding):  # teacher forcing claims the target, greedy denies it
+        calls.append(decoding)
+        return {"exact_match": 1.0 if decoding == "teacher_forced" else 0.5,
+                "token_accuracy": 0.9}
+
+    monkeypatch.setattr(training, "_scores", scores)
+    held_out = make_pairs("reverse", 20, min_len=2, max_len=4, seed=1)
+    stream = batch_stream("reverse", VOCAB, 8, min_len=2, max_len=4, seed=0)
+    history = train(small_model(), stream, steps=12, eval_pairs=held_out, vocab=VOCAB,
+                    eval_every=5, target_exact_match=0.99, progress=False)
+    assert history.stopped == "steps" and len(history.losses) == 12
+    assert calls == ["teacher_forced", "greedy"] * 3  # steps 5, 10 and the last, 12
+    assert [(e["step"], e["decoding"]) for e in history.evaluations] == [
+        (5, "teacher_forced"), (5, "greedy"), (10, "teacher_forced"), (10, "greedy"),
+        (12, "teacher_forced"), (12, "greedy")]
+    # Without a target, only the last step decodes greedily.
+    calls.clear()
+    train(small_model(), stream, steps=12, eval_pairs=held_out, vocab=VOCAB, eval_every=5,
+          progress=False)
+    assert calls == ["teacher_forced", "teacher_forced", "teacher_forced", "greedy"]
+
+
 def test_checkpoint_round_trip_is_atomic(tmp_path):
     model, other = small_model(0), small_model(1)
     path = tmp_path / "new folder" / "model.pt"  # missing folders are created
