@@ -190,7 +190,7 @@ def _check(model, batches, step, start, history, target, *, last) -> bool:
     Teacher-forced first; greedy decoding at the last step, or to confirm the target.
     """
     model.eval()
-    for decoding in DECODINGS[::-1]:
+    for decoding in ("teacher_forced", "greedy"):
         scores = _scores(model, batches, decoding)
         history.evaluations.append({"step": step, "seconds": time.perf_counter() - start,
                                     "decoding": decoding, **scores})
