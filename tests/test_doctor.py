@@ -13,10 +13,10 @@ from torch import nn
 
 from course_lib import doctor, recipes
 from course_lib.data import Vocab, collate, make_pairs
+from course_lib.lessons.lesson04 import example_batch, example_masks, example_model
 from course_lib.masks import causal_mask, from_hf, padding_mask, to_additive
 from course_lib.models import RNNSeq2Seq, Seq2SeqTransformer
 from course_lib.training import sequence_loss
-from course_lib.transformer_lab import example_batch, example_masks, example_model
 
 PAD = Vocab.PAD
 VOCAB = recipes.reverse_vocab()

@@ -1,4 +1,4 @@
-"""course_lib.transformer_lab and course_lib.widgets.lesson04: the lesson's batch, masks, model,
+"""course_lib.lessons.lesson04 and course_lib.widgets.lesson04: the lesson's batch, masks, model,
 call recorder and mask lab do what lesson 04 says they do."""
 
 import itertools
@@ -10,8 +10,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from course_lib.data import Vocab
-from course_lib.masks import causal_mask
-from course_lib.transformer_lab import (
+from course_lib.lessons.lesson04 import (
     BLOCKS,
     MASK_NAMES,
     SOURCES,
@@ -24,6 +23,7 @@ from course_lib.transformer_lab import (
     wait_k_mask,
     window_mask,
 )
+from course_lib.masks import causal_mask
 from course_lib.widgets.lesson04 import (
     SHOWN_ELEMENT,
     draw_mask_lab,

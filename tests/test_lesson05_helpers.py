@@ -1,4 +1,4 @@
-"""course_lib.lesson05 and course_lib.widgets.lesson05: the figures, the reversal score, the
+"""course_lib.lessons.lesson05 and course_lib.widgets.lesson05: the figures, the reversal score, the
 ablation losses and the loss-masking explorer do what lesson 05 says they do."""
 
 import dataclasses
@@ -13,7 +13,7 @@ from matplotlib.patches import Rectangle
 from course_lib import recipes
 from course_lib.data import Batch, Vocab, collate, make_pairs
 from course_lib.decoding import greedy_decode
-from course_lib.lesson05 import (
+from course_lib.lessons.lesson05 import (
     WithoutPaddingMasks,
     loss_counting_pad,
     loss_without_causal_mask,

@@ -1,4 +1,4 @@
-"""course_lib.lesson06 and course_lib.widgets.lesson06: the KV-cache picture counts what the
+"""course_lib.lessons.lesson06 and course_lib.widgets.lesson06: the KV-cache picture counts what the
 cache computes, the scores are right, and the explorer marks exactly the tokens each
 decoding method may pick."""
 
@@ -11,7 +11,7 @@ from matplotlib.patches import Rectangle
 from course_lib import recipes
 from course_lib.data import Vocab
 from course_lib.decoding import greedy_decode, top_k_filter, top_p_filter
-from course_lib.lesson06 import (
+from course_lib.lessons.lesson06 import (
     CACHED_COLOR,
     NEW_COLOR,
     exact_match,

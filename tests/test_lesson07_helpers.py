@@ -1,5 +1,5 @@
-"""course_lib.lesson07 and course_lib.widgets.lesson07: exposure bias is counted right (on an
-oracle whose mistakes are known in advance), and the figures show what lesson 07 says."""
+"""course_lib.lessons.lesson07 and course_lib.widgets.lesson07: exposure bias is counted right
+(on an oracle whose mistakes are known in advance), and the figures show what lesson 07 says."""
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,7 +12,7 @@ from matplotlib.text import Annotation
 from torch import nn
 
 from course_lib.data import LETTERS, Vocab, collate, make_pairs
-from course_lib.lesson07 import (
+from course_lib.lessons.lesson07 import (
     exposure_bias,
     plot_comparison,
     plot_exposure_bias,

@@ -1,4 +1,4 @@
-"""course_lib.lesson08 and course_lib.widgets.lesson08: the masks-as-passed runner, the
+"""course_lib.lessons.lesson08 and course_lib.widgets.lesson08: the masks-as-passed runner, the
 accuracy score, and the doctor lab's scenarios do what lesson 08 says they do."""
 
 import matplotlib.pyplot as plt
@@ -8,7 +8,7 @@ from matplotlib.patches import Rectangle
 
 from course_lib import doctor, recipes
 from course_lib.data import Vocab, collate, make_pairs
-from course_lib.lesson08 import (
+from course_lib.lessons.lesson08 import (
     LAB_TOKENS,
     SCENARIOS,
     SHOWN_SEQUENCE,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from course_lib.exercises.core import exercise
+from course_lib.lessons.lesson04 import MASK_NAMES, wait_k_mask, window_mask
 from course_lib.masks import causal_mask
-from course_lib.transformer_lab import MASK_NAMES, wait_k_mask, window_mask
 
 BLOCK_NAMES = ("encoder self-attention", "decoder self-attention", "cross-attention")
 WHICH_BLOCK = {

@@ -1,6 +1,6 @@
 """Lesson 04: the six ``nn.Transformer`` masks, drawn, and the mask lab.
 
-The lab runs a small real ``nn.Transformer`` (``course_lib.transformer_lab.example_model``,
+The lab runs a small real ``nn.Transformer`` (``course_lib.lessons.lesson04.example_model``,
 built once) on a fixed padded batch with any subset of the six masks, captures the attention
 weights of its three attention blocks with ``course_lib.attention.capture_attention`` and
 draws them, blocked cells hatched as everywhere in the course.
@@ -17,8 +17,7 @@ from matplotlib.figure import Figure
 from course_lib import viz
 from course_lib.attention import capture_attention
 from course_lib.data import Vocab
-from course_lib.masks import causal_mask
-from course_lib.transformer_lab import (
+from course_lib.lessons.lesson04 import (
     BLOCKS,
     MASK_NAMES,
     WAIT_K,
@@ -29,6 +28,7 @@ from course_lib.transformer_lab import (
     example_masks,
     example_model,
 )
+from course_lib.masks import causal_mask
 from course_lib.widgets.core import Control, Explorer, one_thread
 
 __all__ = ["SHOWN_ELEMENT", "MASK_ROLES", "plot_six_masks", "lab_weights", "draw_mask_lab",

@@ -12,7 +12,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from course_lib import doctor, viz
 from course_lib.data import Vocab
-from course_lib.lesson08 import (
+from course_lib.lessons.lesson08 import (
     LAB_VOCAB,
     SCENARIOS,
     SHOWN_SEQUENCE,
