@@ -176,4 +176,59 @@ CODES: dict[str, Entry] = {
         "the loss (and its gradient) includes the PAD positions: the model is trained to "
         "predict PAD after EOS and the mean is taken over the wrong number of tokens",
         "nn.CrossEntropyLoss(ignore_index=pad_id) or course_lib.training.sequence_loss"),
+    # --- decoder-only (causal LM) inputs: doctor.check_causal_lm -------------------------
+    "attention-mask-inverted": Entry(
+        "error", "a Hugging Face attention_mask with 1 on the PAD tokens",
+        "attention_mask keeps the positions where it is 1, so every query attends to the PAD "
+        "keys only and the real tokens are hidden (a mask in the nn.MultiheadAttention "
+        "convention, True = blocked, passed as attention_mask does this)",
+        "attention_mask = (input_ids != pad_id).long(); from a course key_padding_mask: "
+        "(~key_padding_mask).long()"),
+    "padding-mask-missing": Entry(
+        "error", "padded ids without a padding mask",
+        "without a mask every query also attends to the PAD keys, so each row's outputs "
+        "depend on how much padding the batch gave it",
+        "pass attention_mask = (input_ids != pad_id).long() (Hugging Face) or "
+        "key_padding_mask = input_ids == pad_id (course_lib.causal_lm.CausalLM)"),
+    "right-padding-generation": Entry(
+        "error", "right padding in a batch about to be generated from",
+        "generation appends each new token at the END of the row: after PAD for every "
+        "prompt shorter than the batch, and its first new token is predicted from a PAD "
+        "position instead of the prompt's last token",
+        "pad on the LEFT for generation (tokenizer.padding_side = 'left'), with the mask and "
+        "position ids from the mask"),
+    "position-ids-not-from-mask": Entry(
+        "error", "left padding without position ids counted from the mask",
+        "with positions 0..L-1 every left-padded row starts its real tokens at a later "
+        "position than it would alone (a learned or rotary position code then reads shifted "
+        "positions), so its outputs differ from the prompt alone",
+        "position_ids = course_lib.causal_lm.position_ids_from_padding(key_padding_mask), "
+        "which is attention_mask.cumsum(-1) - 1 at the real tokens, as Hugging Face's "
+        "generate computes"),
+    "labels-train-on-pad": Entry(
+        "error", "labels that train on PAD",
+        "a label at a PAD position is a target like any other: the model is trained to "
+        "predict PAD, and the mean loss counts tokens that are not in the data",
+        "labels[padding] = -100 (F.cross_entropy's ignore_index), or a loss with "
+        "ignore_index = pad_id"),
+    "labels-train-on-prompt": Entry(
+        "warning", "labels that train on the prompt",
+        "the answer was meant to be the only target, yet the prompt's tokens are labelled "
+        "too: the loss and its gradient are shared with predicting the prompt, which is not "
+        "the task and is often unpredictable (random inputs)",
+        "labels[~answer_mask] = -100, so that only the answer's tokens are trained"),
+    "mask-rank": Entry(
+        "error", "a mask of the wrong rank for its argument",
+        "a [B, L] padding mask says which KEYS are PAD; a [B, 1, Lq, Lk] mask gives every "
+        "query its own allowed keys. Passed in each other's place, the mask is refused or "
+        "broadcast over the wrong dimensions",
+        "pass the [B, L] mask as key_padding_mask / attention_mask and the 4-D one as "
+        "attn_mask; course_lib.causal_lm.decoder_mask turns the first into the second"),
+    "additive-mask-nan-rows": Entry(
+        "error", "an additive -inf mask with rows that have no allowed key",
+        "softmax over a row of -inf is 0/0: NaN, which spreads to every position in the next "
+        "layer. Left padding + causal makes such rows (the PAD queries at the start of a "
+        "row); in float16 a finite -1e9 becomes -inf too",
+        "fill with torch.finfo(dtype).min (finite: such a row becomes uniform, as in Hugging "
+        "Face's 4-D mask), or use a bool mask with SDPA, which gives 0 there"),
 }
