@@ -234,11 +234,11 @@ class CausalLM(nn.Module):
         self.blocks = nn.ModuleList(_Block(d_model, nhead, dim_feedforward, dropout)
                                     for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size)
+        self.head = nn.Linear(d_model, vocab_size, bias=False)  # as GPT-2's head
         for module in self.modules():  # GPT-2's initialisation: N(0, 0.02) weights
             if isinstance(module, nn.Linear | nn.Embedding):
                 nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
         with torch.no_grad():
             self.token_embedding.weight[pad_id].zero_()
