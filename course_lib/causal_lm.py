@@ -245,7 +245,8 @@ class CausalLM(nn.Module):
 
     def forward(self, ids: torch.Tensor, *, key_padding_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> torch.Tensor:
+                cache: KVCache | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Next-token logits, FloatTensor[B, L, vocab_size].
 
         Args:
@@ -256,6 +257,9 @@ class CausalLM(nn.Module):
                 right-padded rows, wrong for left-padded ones (use
                 :func:`position_ids_from_padding`).
             cache: a :class:`KVCache`, read and then extended with these positions.
+            attn_mask: BoolTensor[B, L, L], True = blocked, used INSTEAD of the causal mask
+                (the key padding is still applied): e.g. a packed batch's document mask
+                (``course_lib.packing.document_mask(..., causal=True)``). Not with a cache.
         """
         check_token_ids("ids", ids, vocab_size=self.config["vocab_size"])
         batch, length = ids.shape
@@ -284,7 +288,17 @@ class CausalLM(nn.Module):
                 raise ValueError(f"cache: holds {cache.key_padding_mask.shape[0]} rows but ids "
                                  f"has {batch}")
             all_keys = torch.cat([cache.key_padding_mask, key_padding_mask], dim=1)
-        blocked = decoder_mask(all_keys, num_queries=length)
+        if attn_mask is None:
+            blocked = decoder_mask(all_keys, num_queries=length)
+        else:
+            check_bool_mask("attn_mask", attn_mask, ndim=3)
+            if cache is not None:
+                raise ValueError("attn_mask: not supported with a cache (the cache step builds "
+                                 "its own causal mask)")
+            if attn_mask.shape != (batch, length, length):
+                raise ValueError(f"attn_mask: expected [B, L, L] = {[batch, length, length]}, "
+                                 f"got {list(attn_mask.shape)}")
+            blocked = (attn_mask | key_padding_mask[:, None, :])[:, None]
         x = self.token_embedding(ids) + self.position_embedding(position_ids)
         x = self.embedding_dropout(x)
         for layer, block in enumerate(self.blocks):
