@@ -11,7 +11,8 @@ from course_lib.causal_lm import (
     decoder_mask,
     position_ids_from_padding,
 )
-from course_lib.masks import to_additive
+from course_lib.masks import causal_mask, to_additive
+from course_lib.packing import document_mask, pack, packed_labels
 
 PAD = 0
 LENGTHS = (5, 2, 4, 1)  # prompt lengths; answers of 3 tokens follow in the training batch
@@ -39,6 +40,16 @@ for _row, _n in enumerate(LENGTHS):
     ANSWER[_row, _n:_n + 3] = True
 ANSWER_LABELS = TRAIN_IDS.masked_fill(~ANSWER, IGNORE_INDEX)
 ALL_LABELS = TRAIN_IDS.masked_fill(TRAIN_PAD, IGNORE_INDEX)  # prompt and answer, no PAD
+
+
+PACKED = pack([torch.arange(4, 4 + n) for n in (5, 3, 6, 2, 4)], 8)
+PACKED_MASK = document_mask(PACKED.document_ids, causal=True)[:, None]
+
+
+def packed(**changes):
+    return {"input_ids": PACKED.ids, "document_ids": PACKED.document_ids, "pad_id": PAD,
+            "attn_mask": PACKED_MASK, "position_ids": PACKED.position_ids,
+            "labels": packed_labels(PACKED)} | changes
 
 
 def model(pad_id=PAD):
@@ -105,6 +116,20 @@ BROKEN = {
         lambda: generation(model=model(pad_id=1)), "model-pad-id-mismatch"),
     "a float 0/1 4-D attn_mask": (
         lambda: generation(attn_mask=decoder_mask(LEFT_PAD).float()), "float-01-mask"),
+    "packed rows without a document mask": (
+        lambda: without(packed(), "attn_mask"), "cross-document-attention"),
+    "packed rows with a causal mask only": (
+        lambda: packed(attn_mask=causal_mask(8)[None, None].expand(len(PACKED.ids), 1, 8, 8)
+                       | PACKED.key_padding_mask[:, None, None, :]),
+        "cross-document-attention"),
+    "packed rows without position ids": (
+        lambda: without(packed(), "position_ids"), "position-ids-not-restarted"),
+    "packed rows with positions 0..L-1": (
+        lambda: packed(position_ids=torch.arange(8).expand(len(PACKED.ids), -1)),
+        "position-ids-not-restarted"),
+    "packed labels across documents": (
+        lambda: packed(labels=PACKED.ids.masked_fill(PACKED.key_padding_mask, IGNORE_INDEX)),
+        "labels-cross-documents"),
 }
 
 CORRECT = {
@@ -127,6 +152,10 @@ CORRECT = {
     "with the course model": lambda: generation(model=model()),
     "left-padded training with positions from the mask": lambda: generation(
         labels=LEFT_IDS.masked_fill(LEFT_PAD, IGNORE_INDEX), generation=False),
+    "a correct packed batch": packed,
+    "a correct packed batch, finfo.min additive mask": lambda: packed(
+        attn_mask=torch.zeros(PACKED_MASK.shape).masked_fill(PACKED_MASK,
+                                                             torch.finfo(torch.float32).min)),
 }
 
 

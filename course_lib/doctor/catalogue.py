@@ -231,4 +231,24 @@ CODES: dict[str, Entry] = {
         "row); in float16 a finite -1e9 becomes -inf too",
         "fill with torch.finfo(dtype).min (finite: such a row becomes uniform, as in Hugging "
         "Face's 4-D mask), or use a bool mask with SDPA, which gives 0 there"),
+    # --- packed rows (several documents per row): doctor.check_causal_lm(document_ids=...) --
+    "cross-document-attention": Entry(
+        "error", "a packed row whose mask lets tokens attend across documents",
+        "with a plain causal mask every token of a packed row also attends to the documents "
+        "packed before it: its output depends on unrelated text, and differs from the "
+        "document alone",
+        "a document mask: course_lib.packing.document_mask(document_ids, causal=True) (or its "
+        "FlexAttention mask_mod), which blocks every key of another document and every PAD key"),
+    "position-ids-not-restarted": Entry(
+        "error", "packed documents whose position ids do not restart at 0",
+        "each document after the first of its row reads positions it would not have alone "
+        "(0..L-1 across the row), so a learned or rotary position code sees shifted positions",
+        "packed.position_ids from course_lib.packing.pack: 0 at each document's first token"),
+    "labels-cross-documents": Entry(
+        "error", "labels that ask a document's last token for the next document's first",
+        "the shifted loss trains the last token of each document to predict the first token "
+        "of an unrelated document packed after it: a target that nothing in its context "
+        "explains",
+        "course_lib.packing.packed_labels(packed): -100 at each document's first token and "
+        "at PAD"),
 }

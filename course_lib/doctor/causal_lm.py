@@ -112,6 +112,7 @@ def check_causal_lm(
     position_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
     answer_mask: torch.Tensor | None = None, pad_id: int | None = None,
     generation: bool = False, model: nn.Module | None = None,
+    document_ids: torch.Tensor | None = None,
 ) -> Report:
     """Check the inputs of a decoder-only (causal LM) call; return a :class:`Report`.
 
@@ -135,6 +136,10 @@ def check_causal_lm(
         generation: the batch is about to be generated from (batched ``generate``).
         model: the model: its ``pad_id`` (a Hugging Face model's ``config.pad_token_id``) is
             compared with ``pad_id``.
+        document_ids: LongTensor[B, L] for PACKED rows (several documents per row, -1 at
+            PAD, as ``course_lib.packing.pack`` makes them): then the mask must keep the
+            documents apart, the position ids must restart at each document, and no label
+            may cross a document boundary.
 
     Returns:
         A :class:`Report`, as :func:`course_lib.doctor.check` returns.
@@ -157,7 +162,7 @@ def check_causal_lm(
     if input_ids is not None:
         check_token_ids("input_ids", input_ids)
     if all(value is None for value in (input_ids, attention_mask, key_padding_mask, attn_mask,
-                                       labels)):
+                                       labels, document_ids)):
         raise ValueError("check_causal_lm: nothing to check; give input_ids and the masks, "
                          "labels or position ids the model is about to receive")
     findings: list[Finding] = []
@@ -182,7 +187,8 @@ def check_causal_lm(
         if found and found[0].code.endswith("inverted"):
             padding = input_ids == pad_id  # one root cause, one finding: read the true padding
     elif (padding is None and input_ids is not None and pad_id is not None
-          and key_padding_mask is None and (attention_mask is None or attention_mask.dim() != 2)
+          and document_ids is None and key_padding_mask is None
+          and (attention_mask is None or attention_mask.dim() != 2)
           and bool((input_ids == pad_id).any())):
         findings.append(finding(
             "padding-mask-missing", "attention_mask",
@@ -190,11 +196,17 @@ def check_causal_lm(
             f"{_rows(input_ids == pad_id)}, and no attention_mask or key_padding_mask",
             ids="input_ids"))
         padding = input_ids == pad_id
-    if padding is not None:
+    if padding is None and isinstance(document_ids, torch.Tensor):
+        padding = document_ids < 0  # a packed row: -1 marks its PAD
+    if document_ids is not None:
+        findings += _packing_findings(document_ids, attn_mask, position_ids, labels, input_ids)
+    elif padding is not None:
         findings += _side_findings(padding, position_ids, generation, argument)
     if labels is not None:
         findings += _label_findings(labels, padding, answer_mask, pad_id, input_ids)
-    checked = [name for name, value in (("input_ids", input_ids), (argument, padding),
+    given = padding if attention_mask is not None or key_padding_mask is not None else None
+    checked = [name for name, value in (("input_ids", input_ids), (argument, given),
+                                        ("document_ids", document_ids),
                                         ("attn_mask", attn_mask), ("position_ids", position_ids),
                                         ("labels", labels), ("model", model))
                if value is not None]
@@ -259,4 +271,69 @@ def _label_findings(labels, padding, answer_mask, pad_id, input_ids) -> list[Fin
             findings.append(finding("labels-train-on-prompt", "labels",
                                     f"{int(prompt.sum())} prompt tokens (outside answer_mask) "
                                     f"are labelled, in {_rows(prompt)}", ids="input_ids"))
+    return findings
+
+
+def _allowed(attn_mask: torch.Tensor) -> torch.Tensor:
+    """BoolTensor like ``attn_mask``: True where a bool (True = blocked) or additive mask
+    lets attention through (an additive value above half of ``finfo.min``)."""
+    if attn_mask.dtype == torch.bool:
+        return ~attn_mask
+    return attn_mask > torch.finfo(attn_mask.dtype).min / 2
+
+
+def _packing_findings(document_ids, attn_mask, position_ids, labels, input_ids) -> list[Finding]:
+    from course_lib.packing import document_mask
+
+    check_tensor("document_ids", document_ids, ndim=2)
+    if document_ids.dtype.is_floating_point or document_ids.dtype == torch.bool:
+        raise TypeError(f"document_ids: expected integer document indices, got "
+                        f"{document_ids.dtype}")
+    if input_ids is not None and document_ids.shape != input_ids.shape:
+        raise ValueError(f"document_ids: expected shape {list(input_ids.shape)} like "
+                         f"input_ids, got {list(document_ids.shape)}")
+    findings = []
+    real = document_ids >= 0
+    starts = real.clone()
+    starts[:, 1:] &= document_ids[:, 1:] != document_ids[:, :-1]
+    several = (starts.sum(dim=1) > 1)
+    other = document_mask(document_ids)  # True where the key is another document (or PAD)
+    if attn_mask is None:
+        if bool(several.any()):
+            findings.append(finding("cross-document-attention", "attn_mask",
+                                    f"{_rows(several[:, None])} hold several documents and "
+                                    "no attn_mask is given: the model's causal mask spans "
+                                    "the whole row", ids="input_ids"))
+    elif attn_mask.dim() == 4 and attn_mask.shape[-2:] == document_ids.shape[-1:] * 2:
+        leaks = (_allowed(attn_mask) & other[:, None] & real[:, None, :, None]).flatten(1)
+        if bool(leaks.any()):
+            findings.append(finding("cross-document-attention", "attn_mask",
+                                    f"{int(leaks.sum())} (query, key) cells of real queries "
+                                    f"see another document's key, in {_rows(leaks)}",
+                                    ids="input_ids"))
+    expected = torch.cumsum(torch.ones_like(document_ids), dim=1) - 1
+    first = torch.where(starts, expected, torch.zeros_like(expected)).cummax(dim=1).values
+    expected = (expected - first).masked_fill(~real, 0)
+    if position_ids is None:
+        if bool(several.any()):
+            findings.append(finding("position-ids-not-restarted", "position_ids",
+                                    f"no position_ids for packed {_rows(several[:, None])}: "
+                                    "the model numbers the whole row 0..L-1", ids="input_ids"))
+    else:
+        check_token_ids("position_ids", position_ids)
+        wrong = (position_ids != expected) & real
+        if bool(wrong.any()):
+            findings.append(finding("position-ids-not-restarted", "position_ids",
+                                    f"{int(wrong.sum())} real tokens' position ids are not "
+                                    f"their place in their document, in {_rows(wrong)}",
+                                    ids="input_ids"))
+    if labels is not None:
+        check_tensor("labels", labels, ndim=2)
+        crossing = starts[:, 1:] & (labels[:, 1:] != IGNORE_INDEX) & real[:, :-1]
+        if bool(crossing.any()):
+            findings.append(finding("labels-cross-documents", "labels",
+                                    f"{int(crossing.sum())} document starts are labelled, so "
+                                    "the token before each (the previous document's last) is "
+                                    f"trained to predict them, in {_rows(crossing)}",
+                                    ids="input_ids"))
     return findings
