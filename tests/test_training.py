@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from course_lib.data import LETTERS, Vocab, batch_stream, make_pairs
-from course_lib.models import Seq2SeqTransformer
+from course_lib.models import RNNSeq2Seq, Seq2SeqTransformer
 from course_lib.training import (
     evaluate,
     load_checkpoint,
+    run_parallel,
     save_checkpoint,
     sequence_loss,
     set_seed,
@@ -277,3 +278,32 @@ def test_a_notebook_bar_ends_green_and_full_when_the_target_is_reached(monkeypat
     assert (bar.n, bar.total) == (1, 50)
     assert bar.container.children[1].bar_style == "danger"
     assert bar.desc.startswith("training: stopped at max_seconds")
+
+
+def _small_run(seed):
+    vocab = Vocab(LETTERS)
+    set_seed(seed)
+    model = RNNSeq2Seq(len(vocab), embedding_dim=8, hidden_size=16, pad_id=Vocab.PAD)
+    stream = batch_stream("reverse", vocab, 16, min_len=2, max_len=5, seed=seed)
+    return model, lambda: (train(model, stream, steps=5, warmup_steps=1, progress=False), model)
+
+
+def test_run_parallel_gives_the_results_of_running_one_after_another():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = [task()[1] for _, task in (_small_run(seed) for seed in range(3))]
+    finally:
+        torch.set_num_threads(threads)
+    jobs = [_small_run(seed)[1] for seed in range(3)]  # models built first, one by one
+    together = [model for _, model in run_parallel(jobs, desc="test")]
+    assert torch.get_num_threads() == threads
+    for a, b in zip(alone, together, strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_run_parallel_refuses_tasks_that_use_the_global_generator():
+    with pytest.raises(RuntimeError, match="global random generator"):
+        run_parallel([lambda: torch.rand(1), lambda: torch.rand(1)])
+    with pytest.raises(ValueError, match="workers"):
+        run_parallel([], workers=0)
