@@ -115,7 +115,9 @@ def train(
     (``progress``; reaching ``target_exact_match`` ends it full, as "target reached").
 
     Args:
-        model: a :class:`course_lib.models.Seq2SeqTransformer`, trained in place.
+        model: trained in place: a :class:`course_lib.models.Seq2SeqTransformer` (or any
+            model with ``forward(src, tgt_in)``) for the default loss; with ``loss_fn``, any
+            module (lesson 09 trains a ``causal_lm.CausalLM`` this way).
         batches: yields :class:`course_lib.data.Batch` (e.g. ``data.batch_stream``); at most
             ``steps`` are drawn (a finite iterable also ends training).
         steps: the length of the schedule: warmup over ``warmup_steps``, then cosine to 0.
