@@ -3,15 +3,17 @@
 Run by `make bench`, or `.venv/bin/python benchmarks/train_reverse.py`. The task of lesson 05:
 reverse a string of 3-10 letters over an alphabet of 10. Every step draws a fresh batch of
 random pairs (infinite data) from which the held-out sources are excluded. A run stops as soon
-as greedy decoding gets >= 99% of the validation pairs exactly right (checked every
+as greedy decoding gets >= 99.5% of the validation pairs exactly right (checked every
 ``eval_every`` steps by one teacher-forced pass, which has the same exact match, and
 confirmed by greedy decoding); its time counts everything from building the model on (data,
-training steps, every evaluation). A separate test set, also never trained on, checks
-afterwards that the 99% was not a lucky evaluation.
+training steps, every evaluation). A separate test set, also never trained on, is then the
+claim: >= 99% exact match. (The stop is half a point higher because the first check that
+crosses a line is a lucky one: stopping at 99% on validation once left a seed at 98.6% on
+test.)
 
 Prints one row per seed, what a step and an evaluation cost, and the median over the seeds;
 the exit status is non-zero when the median misses the 7 s target (issue 15, set on a 2-core
-AMD EPYC) or a run misses 99% on either held-out set.
+AMD EPYC) or a run misses its stop on validation or 99% on test.
 """
 
 import os
@@ -98,11 +100,13 @@ def main() -> int:
     for name, seconds in parts.items():
         print(f"  {name:<32} {seconds * 1000:>7.1f} ms")
     median = statistics.median(row["seconds"] for row in rows)
-    accurate = all(row["reached"] and row["test"] >= target for row in rows)
+    accurate = all(row["reached"] and row["validation"] >= recipes.STOP_EXACT_MATCH
+                   and row["test"] >= target for row in rows)
     passed = median < TARGET_SECONDS and accurate
     print(f"\nmedian time to {target:.0%} exact match: {median:.1f} s "
           f"(target < {TARGET_SECONDS:.0f} s; reference {REFERENCE})")
-    print(f"every seed >= {target:.0%} on validation and test: {accurate}")
+    print(f"every seed stopped at >= {recipes.STOP_EXACT_MATCH:.1%} on validation and has >= "
+          f"{target:.0%} on test: {accurate}")
     print("PASS" if passed else "FAIL")
     return 0 if passed else 1
 

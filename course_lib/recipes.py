@@ -18,16 +18,20 @@ from course_lib.data import LETTERS, Pair, Vocab, batch_stream, make_pairs
 from course_lib.models import Seq2SeqTransformer
 from course_lib.training import History, load_checkpoint, save_checkpoint, set_seed, train
 
-__all__ = ["TASK", "MODEL", "TRAINING", "TARGET_EXACT_MATCH", "reverse_vocab", "held_out_pairs",
+__all__ = ["TASK", "MODEL", "TRAINING", "TARGET_EXACT_MATCH", "STOP_EXACT_MATCH",
+           "reverse_vocab", "held_out_pairs",
            "new_model", "train_reverse", "checkpoint_path", "trained_reverse_model",
            "cache_dir"]
 
 TASK = {"task": "reverse", "min_len": 3, "max_len": 10}
 MODEL = {"d_model": 64, "nhead": 4, "num_layers": 2, "dim_feedforward": 128, "dropout": 0.0,
          "max_len": 16, "embedding_std": 0.3}
-TRAINING = {"batch_size": 128, "steps": 120, "lr": 5e-3, "warmup_steps": 30,
+TRAINING = {"batch_size": 128, "steps": 150, "lr": 5e-3, "warmup_steps": 20,
             "weight_decay": 0.01, "clip_norm": 1.0, "eval_every": 10}
-TARGET_EXACT_MATCH = 0.99
+TARGET_EXACT_MATCH = 0.99  # the claim: held-out TEST exact match
+# Training stops at a higher VALIDATION score: the first check that crosses a line is
+# selected for being lucky, so stopping at 0.99 on validation left a seed at 0.986 on test.
+STOP_EXACT_MATCH = 0.995
 VALIDATION_PAIRS, TEST_PAIRS = 1000, 5000
 
 
@@ -58,10 +62,11 @@ def train_reverse(
 ) -> tuple[Seq2SeqTransformer, History]:
     """Train the recipe's model from ``seed`` on fresh random pairs (never a held-out source).
 
-    Stops once greedy decoding gets ``TARGET_EXACT_MATCH`` of the validation pairs right
-    (``stop_at_target``), else after ``TRAINING["steps"]``. ``train_overrides`` replace
-    entries of ``TRAINING`` or pass other :func:`course_lib.training.train` arguments
-    (e.g. ``loss_fn`` for an ablation).
+    Stops once greedy decoding gets ``STOP_EXACT_MATCH`` of the validation pairs right
+    (``stop_at_target``), else after ``TRAINING["steps"]``; the test pairs then score at least
+    ``TARGET_EXACT_MATCH`` (``benchmarks/train_reverse.py`` checks it for three seeds).
+    ``train_overrides`` replace entries of ``TRAINING`` or pass other
+    :func:`course_lib.training.train` arguments (e.g. ``loss_fn`` for an ablation).
     """
     vocab = reverse_vocab()
     validation, test = held_out_pairs()
@@ -70,7 +75,7 @@ def train_reverse(
     stream = batch_stream(vocab=vocab, batch_size=settings.pop("batch_size"), seed=seed,
                           disjoint_from=validation + test, **TASK)
     history = train(model, stream, eval_pairs=validation, vocab=vocab, progress=progress,
-                    target_exact_match=TARGET_EXACT_MATCH if stop_at_target else None,
+                    target_exact_match=STOP_EXACT_MATCH if stop_at_target else None,
                     **settings)
     return model, history
 
@@ -87,7 +92,7 @@ def checkpoint_path(seed: int = 0) -> Path:
     The name hashes the recipe, the seed and the PyTorch version, so changing any of them
     trains again instead of loading a stale model.
     """
-    recipe = json.dumps([TASK, MODEL, TRAINING, TARGET_EXACT_MATCH, seed, torch.__version__],
+    recipe = json.dumps([TASK, MODEL, TRAINING, STOP_EXACT_MATCH, seed, torch.__version__],
                         sort_keys=True)
     return cache_dir() / f"reverse-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}.pt"
 

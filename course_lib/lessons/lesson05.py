@@ -62,7 +62,7 @@ def plot_history(history: History, *, target: float | None = None) -> Figure:
 
     Args:
         history: what :func:`course_lib.training.train` returned.
-        target: an exact-match goal drawn as a dashed line, e.g. ``recipes.TARGET_EXACT_MATCH``.
+        target: an exact-match goal drawn as a dashed line, e.g. ``recipes.STOP_EXACT_MATCH``.
     """
     if not isinstance(history, History) or not history.losses:
         raise ValueError("history: expected a training.History with at least one step")
@@ -85,7 +85,7 @@ def plot_history(history: History, *, target: float | None = None) -> Figure:
                       color="black", markersize=12, linestyle="none",
                       label="exact match, greedy decoding")
     if target is not None:
-        score_ax.axhline(target, color="black", linestyle=":", label=f"target {target}")
+        score_ax.axhline(target, color="black", linestyle=":", label=f"stop at {target}")
     score_ax.set(xlabel="training step", ylabel="fraction of validation pairs", ylim=(0, 1.03),
                  xlim=loss_ax.get_xlim(), title="held-out validation pairs at each check")
     score_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2)
