@@ -325,8 +325,9 @@ def test_run_parallel_starts_every_task_from_the_callers_generator(monkeypatch, 
     results = run_parallel([lambda: (os.getpid(), torch.rand(3)) for _ in range(4)], desc="test")
     assert all(torch.equal(draw, expected) for _, draw in results)
     assert torch.equal(torch.rand(3), expected)  # this process's generator did not move
-    in_workers = {pid for pid, _ in results} - {os.getpid()}
-    assert len(in_workers) == (2 if fork and sys.platform.startswith("linux") else 0)
+    pids = {pid for pid, _ in results}  # one worker may take all four: they are quick
+    forked = fork and sys.platform.startswith("linux")
+    assert (os.getpid() not in pids and 1 <= len(pids) <= 2) if forked else pids == {os.getpid()}
 
     def seeded(seed):
         training.set_seed(seed)
