@@ -7,15 +7,12 @@ garbage that must never reach the loss.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import random
-import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,80 +275,48 @@ def evaluate(
     return scores
 
 
-_PARALLEL_TASKS: Sequence[Callable[[], object]] = ()  # what forked workers run, by index
-_PARALLEL_GENERATOR_STATE: torch.Tensor | None = None
-
-
-def _run_one(index: int) -> object:
-    """One task of :func:`run_parallel`, in a worker or here: one thread, the call's seed."""
-    torch.set_num_threads(1)
-    torch.set_rng_state(_PARALLEL_GENERATOR_STATE)
-    return _PARALLEL_TASKS[index]()
-
-
-def _can_fork() -> bool:
-    # fork is the only start method that runs a lambda or a notebook's function in a worker;
-    # it is unsafe on macOS (system libraries) and absent on Windows.
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-
-
 def run_parallel(tasks: Sequence[Callable[[], object]], *, workers: int = 2,
                  desc: str = "runs") -> list[object]:
-    """Run independent tasks (e.g. trainings) side by side, each on one torch thread.
+    """Run independent tasks (e.g. trainings) two at a time, each op on one torch thread.
 
     Small models spend most of a step in Python and in tiny ops, which one thread runs
-    fastest; two such runs in two processes use two cores (threads would share one Python
-    interpreter lock and gain about 1.4x, processes about 1.9x). Every task runs as if it
-    were the first thing run after this call: on one torch thread, with torch's global random
-    generator in the state it has now. So the results do not depend on how the tasks were
-    scheduled, and a task that seeds itself (``set_seed``) gives exactly what running it
-    alone on one thread gives.
-
-    On Linux the tasks run in forked worker processes: a task can be any zero-argument
-    callable (a lambda, a function defined in a notebook), since only the results travel
-    back, pickled. Elsewhere (fork is unsafe on macOS and absent on Windows) they run one
-    after another in this process, with the same results. Either way, use what a task
-    RETURNS: what it changes in place (a global, a model it was given) may stay in a worker.
+    fastest; two such runs side by side (PyTorch releases the GIL inside its ops) use two
+    cores. The results are exactly those of running the tasks one after another on one
+    thread, as long as each task owns its model, data and random generators: build the models
+    (``set_seed``) BEFORE, since the global generator is shared.
 
     Args:
-        tasks: zero-argument callables; their results must be picklable.
+        tasks: zero-argument callables.
         workers: how many run at the same time.
         desc: the progress bar's label (one tick per finished task).
 
     Returns:
-        The tasks' results, in the tasks' order. This process's thread count and global
-        generator are as they were.
+        The tasks' results, in the tasks' order.
+
+    Raises:
+        RuntimeError: if a task drew from torch's global generator (its result would depend
+            on the other tasks' timing).
     """
-    global _PARALLEL_TASKS, _PARALLEL_GENERATOR_STATE
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     if not all(callable(task) for task in tasks):
         raise TypeError("tasks: expected zero-argument callables")
     threads, generator_state = torch.get_num_threads(), torch.get_rng_state()
-    _PARALLEL_TASKS, _PARALLEL_GENERATOR_STATE = tuple(tasks), generator_state
+    torch.set_num_threads(1)
     try:
-        with tqdm(total=len(tasks), desc=desc, unit="run") as bar:
-            if workers == 1 or len(tasks) < 2 or not _can_fork():
-                results = []
-                for index in range(len(tasks)):
-                    results.append(_run_one(index))
-                    bar.update()
-                return results
-            with warnings.catch_warnings():
-                # Python 3.12+ warns that forking a process with threads (the kernel's, torch's)
-                # may deadlock the child; the workers only run torch and return a result.
-                warnings.filterwarnings("ignore", category=DeprecationWarning,
-                                        message=r".*use of fork\(\) may lead to deadlocks")
-                with ProcessPoolExecutor(min(workers, len(tasks)),
-                                         mp_context=multiprocessing.get_context("fork")) as pool:
-                    futures = [pool.submit(_run_one, index) for index in range(len(tasks))]
-                    for _ in as_completed(futures):  # the bar moves here, not in the workers
-                        bar.update()
-                    return [future.result() for future in futures]
+        with ThreadPoolExecutor(workers) as pool, tqdm(total=len(tasks), desc=desc,
+                                                       unit="run") as bar:
+            futures = [pool.submit(task) for task in tasks]
+            for _ in as_completed(futures):  # the bar moves in this thread, not the workers'
+                bar.update()
+            results = [future.result() for future in futures]
     finally:
-        _PARALLEL_TASKS, _PARALLEL_GENERATOR_STATE = (), None
         torch.set_num_threads(threads)
-        torch.set_rng_state(generator_state)
+    if not torch.equal(torch.get_rng_state(), generator_state):
+        raise RuntimeError("tasks: a task drew from torch's global random generator, so the "
+                           "results depend on which task drew first; build the models before "
+                           "run_parallel and give each task its own torch.Generator")
+    return results
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> None:

@@ -1,16 +1,13 @@
 """course_lib.training: the masked loss, the loop, evaluate, seeds and checkpoints."""
 
-import functools
 import math
 import os
 import random
-import sys
 
 import pytest
 import torch
 from torch import nn
 
-from course_lib import training
 from course_lib.data import LETTERS, Vocab, batch_stream, make_pairs
 from course_lib.models import RNNSeq2Seq, Seq2SeqTransformer
 from course_lib.training import (
@@ -291,62 +288,22 @@ def _small_run(seed):
     return model, lambda: (train(model, stream, steps=5, warmup_steps=1, progress=False), model)
 
 
-def _alone_on_one_thread(task):
+def test_run_parallel_gives_the_results_of_running_one_after_another():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return task()
+        alone = [task()[1] for _, task in (_small_run(seed) for seed in range(3))]
     finally:
         torch.set_num_threads(threads)
-
-
-@pytest.mark.parametrize("fork", [True, False], ids=["worker processes", "one after another"])
-def test_run_parallel_gives_the_results_of_running_one_after_another(monkeypatch, fork):
-    if not fork:
-        monkeypatch.setattr(training, "_can_fork", lambda: False)
-    alone = [_alone_on_one_thread(task)[1] for _, task in (_small_run(seed) for seed in range(3))]
     jobs = [_small_run(seed)[1] for seed in range(3)]  # models built first, one by one
-    threads, generator = torch.get_num_threads(), torch.get_rng_state()
     together = [model for _, model in run_parallel(jobs, desc="test")]
     assert torch.get_num_threads() == threads
-    assert torch.equal(torch.get_rng_state(), generator)
     for a, b in zip(alone, together, strict=True):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("fork", [True, False], ids=["worker processes", "one after another"])
-def test_run_parallel_starts_every_task_from_the_callers_generator(monkeypatch, fork):
-    if not fork:
-        monkeypatch.setattr(training, "_can_fork", lambda: False)
-    torch.manual_seed(5)
-    expected = torch.rand(3)
-    torch.manual_seed(5)
-    # Four tasks on two workers: each worker runs two, yet each draws what the first draws.
-    results = run_parallel([lambda: (os.getpid(), torch.rand(3)) for _ in range(4)], desc="test")
-    assert all(torch.equal(draw, expected) for _, draw in results)
-    assert torch.equal(torch.rand(3), expected)  # this process's generator did not move
-    pids = {pid for pid, _ in results}  # one worker may take all four: they are quick
-    forked = fork and sys.platform.startswith("linux")
-    assert (os.getpid() not in pids and 1 <= len(pids) <= 2) if forked else pids == {os.getpid()}
-
-    def seeded(seed):
-        training.set_seed(seed)
-        return torch.rand(2)
-
-    draws = run_parallel([functools.partial(seeded, seed) for seed in (0, 1)], desc="test")
-    for seed, draw in enumerate(draws):
-        training.set_seed(seed)
-        assert torch.equal(draw, torch.rand(2))
-
-
-def test_run_parallel_raises_a_tasks_error_and_checks_its_arguments():
-    def fails():
-        raise KeyError("inside the task")
-
-    with pytest.raises(KeyError, match="inside the task"):
-        run_parallel([lambda: 1, fails], desc="test")
-    assert run_parallel([], desc="test") == []
-    with pytest.raises(ValueError, match="workers: expected an int >= 1, got 0"):
+def test_run_parallel_refuses_tasks_that_use_the_global_generator():
+    with pytest.raises(RuntimeError, match="global random generator"):
+        run_parallel([lambda: torch.rand(1), lambda: torch.rand(1)])
+    with pytest.raises(ValueError, match="workers"):
         run_parallel([], workers=0)
-    with pytest.raises(TypeError, match="tasks: expected zero-argument callables"):
-        run_parallel([1, 2])
