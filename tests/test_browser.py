@@ -139,13 +139,20 @@ def kernels_quiet(lab, seconds=2.0, timeout=180.0):
 
 
 def wait_until_idle(page, timeout_ms=180_000):
-    """All code cells executed ([n] prompts), the kernel indicator idle AND the status text."""
-    page.wait_for_function(
+    """All code cells executed ([n] prompts), the kernel indicator idle AND the status text.
+    A cell that raised stops Run All: fail at once with its traceback, not after the timeout."""
+    outcome = page.wait_for_function(
         f"""() => {{
+            const failed = [...document.querySelectorAll(
+                '{PANEL} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+                .map(output => output.textContent).filter(text => text.includes('Traceback'));
+            if (failed.length > 0) return failed.join('\\n');
             const prompts = [...document.querySelectorAll(
                 '{PANEL} .jp-CodeCell .jp-InputArea-prompt')];
-            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-        }}""", timeout=timeout_ms)
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent))
+                && 'executed';
+        }}""", timeout=timeout_ms).json_value()
+    assert outcome == "executed", f"a cell raised in JupyterLab:\n{outcome[-4000:]}"
     page.wait_for_selector(f'{PANEL} .jp-Notebook-ExecutionIndicator[data-status="idle"]',
                            timeout=timeout_ms)
     page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=timeout_ms)
