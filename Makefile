@@ -64,7 +64,8 @@ images: $(STAMP)
 	$(BIN)/python images/make_images.py
 
 # Every benchmark runs and prints its table; the target fails if any missed its goal.
-BENCHMARKS := benchmarks/train_reverse.py benchmarks/decoding.py benchmarks/notebook_times.py
+BENCHMARKS := benchmarks/train_reverse.py benchmarks/decoding.py benchmarks/packing.py \
+	benchmarks/notebook_times.py
 bench: $(STAMP)
 	@status=0; for benchmark in $(BENCHMARKS); do \
 		echo "== $$benchmark"; $(NB_ENV) $(BIN)/python $$benchmark || status=1; echo; \

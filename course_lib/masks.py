@@ -3,18 +3,24 @@
 * A **bool** mask is ``True`` where attention is **blocked** (a pad key, a future position).
 * A **float** mask is **added** to the scores: ``0`` = allowed, ``-inf`` = blocked.
 
-The two other conventions found in the wild are converted explicitly:
-``F.scaled_dot_product_attention`` (bool ``True`` = *allowed*, see :func:`to_sdpa`) and
-Hugging Face ``attention_mask`` (``1`` = keep, ``0`` = pad, see :func:`from_hf`).
+The other conventions found in the wild are converted explicitly:
+``F.scaled_dot_product_attention`` (bool ``True`` = *allowed*, see :func:`to_sdpa`),
+Hugging Face ``attention_mask`` (``1`` = keep, ``0`` = pad, see :func:`from_hf`) and its 4-D
+additive mask (``finfo.min`` = blocked, see :func:`to_hf_4d` / :func:`from_hf_4d`),
+``nn.MultiheadAttention``'s per-head 3-D mask (:func:`to_mha`) and FlexAttention's
+``mask_mod`` (``True`` = *allowed*, see :func:`to_mask_mod`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 from course_lib._checks import check_bool_mask, check_mask, check_tensor, check_token_ids
 
-__all__ = ["padding_mask", "causal_mask", "to_additive", "to_sdpa", "from_hf", "merge"]
+__all__ = ["padding_mask", "causal_mask", "to_additive", "to_sdpa", "from_hf", "to_hf_4d",
+           "from_hf_4d", "to_mha", "to_mask_mod", "merge"]
 
 
 def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -73,6 +79,69 @@ def from_hf(attention_mask: torch.Tensor) -> torch.Tensor:
     if not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
         raise ValueError("attention_mask: expected only 0 (pad) and 1 (keep) values")
     return attention_mask == 0
+
+
+def to_hf_4d(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Bool mask [B, Lq, Lk] or [B, 1, Lq, Lk] (True = blocked) -> Hugging Face's 4-D
+    additive mask [B, 1, Lq, Lk]: 0 allowed, ``torch.finfo(dtype).min`` blocked.
+
+    ``finfo.min`` is finite, so a row with no allowed key is not NaN but a uniform average
+    over every key (Hugging Face's models expect PAD query rows to be ignored later).
+    """
+    check_bool_mask("mask", mask, ndim=(3, 4))
+    if mask.dim() == 4 and mask.shape[1] != 1:
+        raise ValueError(f"mask: expected [B, 1, Lq, Lk] (one mask for every head), got "
+                         f"{list(mask.shape)}")
+    if not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating dtype, got {dtype}")
+    mask = mask if mask.dim() == 4 else mask[:, None]
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+        mask, torch.finfo(dtype).min)
+
+
+def from_hf_4d(mask: torch.Tensor) -> torch.Tensor:
+    """Hugging Face's 4-D additive mask [B, 1, Lq, Lk] -> BoolTensor[B, 1, Lq, Lk], True =
+    blocked: where it holds ``finfo.min`` (or ``-inf``; in float16 adding two ``finfo.min``
+    masks overflows to ``-inf``)."""
+    check_tensor("mask", mask, ndim=4)
+    if not mask.dtype.is_floating_point:
+        raise TypeError(f"mask: expected Hugging Face's additive float mask (0 = keep, "
+                        f"finfo.min = blocked), got a {mask.dtype} tensor; a 2-D 1/0 "
+                        f"attention_mask goes through from_hf")
+    blocked = mask <= torch.finfo(mask.dtype).min
+    if bool((mask[~blocked] != 0).any()):
+        raise ValueError("mask: expected only 0 (keep) and finfo.min (blocked) values; a mask "
+                         "with other values is a bias: add it to the scores instead")
+    return blocked
+
+
+def to_mha(mask: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """A per-example mask [B, Lq, Lk] -> ``nn.MultiheadAttention``'s 3-D ``attn_mask``
+    [B * num_heads, Lq, Lk]: example b's mask at rows ``b * num_heads ... + num_heads - 1``.
+
+    That is ``repeat_interleave`` along dim 0, not ``repeat`` (which would give head h of
+    example b the mask of example ``(b * num_heads + h) % B``). Bool or additive float.
+    """
+    check_mask("mask", mask, ndim=3)
+    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
+        raise ValueError(f"num_heads: expected a positive int, got {num_heads!r}")
+    return mask.repeat_interleave(num_heads, dim=0)
+
+
+def to_mask_mod(mask: torch.Tensor) -> Callable:
+    """A dense bool mask [B, Lq, Lk] (True = blocked) -> FlexAttention's
+    ``mask_mod(b, h, q_idx, kv_idx)``, which returns True where attention is ALLOWED.
+
+    A lookup into the dense mask: right for any mask, but a structured ``mask_mod`` (as
+    ``course_lib.packing.document_mask_mod``) needs no [B, Lq, Lk] tensor at all.
+    """
+    check_bool_mask("mask", mask, ndim=3)
+    allowed = ~mask
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return allowed[b, q_idx, kv_idx]
+
+    return mask_mod
 
 
 def merge(

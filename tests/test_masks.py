@@ -6,7 +6,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.attention import scaled_dot_product_attention
-from course_lib.masks import causal_mask, from_hf, merge, padding_mask, to_additive, to_sdpa
+from course_lib.masks import (
+    causal_mask,
+    from_hf,
+    merge,
+    padding_mask,
+    to_additive,
+    to_mask_mod,
+    to_mha,
+    to_sdpa,
+)
 
 PAD = 0
 
@@ -286,3 +295,64 @@ def test_merged_mask_matches_separate_masks_in_multihead_attention(seed):
 def test_merge_rejects_bad_input(kwargs, error, match):
     with pytest.raises(error, match=match):
         merge(**kwargs)
+
+
+# --- to_hf_4d / from_hf_4d / to_mha / to_mask_mod ---------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_hf_4d_round_trip_and_values(dtype):
+    from course_lib.masks import from_hf_4d, to_hf_4d
+
+    mask = torch.rand(3, 5, 5, generator=torch.Generator().manual_seed(0)) > 0.5
+    hf = to_hf_4d(mask, dtype)
+    assert hf.shape == (3, 1, 5, 5) and hf.dtype == dtype
+    assert torch.all(hf[:, 0][mask] == torch.finfo(dtype).min) and torch.all(hf[:, 0][~mask] == 0)
+    assert torch.equal(from_hf_4d(hf)[:, 0], mask)
+    assert torch.equal(to_hf_4d(mask[:, None], dtype), hf)  # [B, 1, Lq, Lk] is accepted too
+    overflowed = hf + hf  # two finfo.min masks added: -inf in float16, still blocked
+    assert torch.equal(from_hf_4d(overflowed), from_hf_4d(hf))
+
+
+def test_hf_4d_refuses_bad_input():
+    from course_lib.masks import from_hf_4d, to_hf_4d
+
+    with pytest.raises(TypeError, match="mask: expected a bool mask|mask: .*bool"):
+        to_hf_4d(torch.zeros(2, 3, 3))
+    with pytest.raises(ValueError, match=r"mask: expected \[B, 1, Lq, Lk\]"):
+        to_hf_4d(torch.zeros(2, 4, 3, 3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="dtype: expected a floating dtype"):
+        to_hf_4d(torch.zeros(2, 3, 3, dtype=torch.bool), torch.int64)
+    with pytest.raises(TypeError, match="from_hf"):
+        from_hf_4d(torch.ones(2, 1, 3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="a bias"):
+        from_hf_4d(torch.full((1, 1, 2, 2), 0.5))
+
+
+def test_to_mha_is_the_layout_multihead_attention_expects():
+    generator = torch.Generator().manual_seed(0)
+    batch, heads, length, width = 3, 2, 5, 8
+    mask = torch.rand(batch, length, length, generator=generator) > 0.6
+    mask[..., 0] = False  # every query keeps a key
+    x = torch.randn(batch, length, width, generator=generator)
+    attention = nn.MultiheadAttention(width, heads, batch_first=True).eval()
+    out, _ = attention(x, x, x, attn_mask=to_mha(mask, heads), need_weights=False)
+    for b in range(batch):  # example b alone with its own mask
+        alone, _ = attention(x[b:b + 1], x[b:b + 1], x[b:b + 1], attn_mask=mask[b],
+                             need_weights=False)
+        assert torch.allclose(out[b], alone[0], atol=1e-6)
+    assert not torch.equal(to_mha(mask, heads), mask.repeat(heads, 1, 1))
+    with pytest.raises(ValueError, match="num_heads: expected a positive int"):
+        to_mha(mask, 0)
+    with pytest.raises(ValueError, match="mask"):
+        to_mha(mask[0], heads)
+
+
+def test_to_mask_mod_returns_allowed_and_matches_the_dense_mask():
+    from torch.nn.attention.flex_attention import create_mask
+
+    mask = torch.rand(2, 4, 6, generator=torch.Generator().manual_seed(1)) > 0.5
+    dense = create_mask(to_mask_mod(mask), 2, 1, 4, 6, device="cpu")
+    assert torch.equal(dense[:, 0], ~mask)
+    with pytest.raises(TypeError):
+        to_mask_mod(mask.float())
