@@ -123,7 +123,7 @@ def test_the_six_spellings_agree_on_real_tokens_and_as_documented_on_empty_rows(
     scores = heads @ heads.transpose(-2, -1) / 2.0
     blocked = document_mask(packed.document_ids, causal=causal)[:, None]
     manual = (scores.masked_fill(blocked, float("-inf")).softmax(-1) @ heads).transpose(1, 2)
-    assert torch.allclose(reference[~empty], manual.flatten(2)[~empty], atol=1e-6)
+    assert torch.allclose(reference[~empty], manual.flatten(2)[~empty], atol=1e-5)
     uniform = heads.mean(dim=2, keepdim=True).expand_as(heads).transpose(1, 2).flatten(2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # eager FlexAttention warns
@@ -133,9 +133,9 @@ def test_the_six_spellings_agree_on_real_tokens_and_as_documented_on_empty_rows(
                     attend(name, x, packed.document_ids, causal=True)
                 continue
             out = attend(name, x, packed.document_ids, causal=causal)
-            assert torch.allclose(out[~empty], reference[~empty], atol=1e-6), name
+            assert torch.allclose(out[~empty], reference[~empty], atol=1e-5), name
             expected = uniform[empty] if name.startswith("Hugging Face") else 0 * x[empty]
-            assert torch.allclose(out[empty], expected, atol=1e-6), name
+            assert torch.allclose(out[empty], expected, atol=1e-5), name
 
 
 def test_attend_refuses_a_bad_spelling_or_shape():
