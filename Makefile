@@ -73,7 +73,7 @@ bench: $(STAMP)
 
 # A static site of the stored notebooks in site/, working offline (needs npm once).
 html: $(STAMP)
-	$(BIN)/python tools/build_site.py site
+	$(BIN)/python -m tools.build_site site
 
 # The README's widget screenshots, taken by the browser test (needs Chromium).
 screenshots: $(STAMP)

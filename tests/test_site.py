@@ -76,17 +76,71 @@ def test_index_links_every_lesson(site, page):
 def test_a_lesson_shows_figures_widgets_and_math_offline(site, page, lesson):
     url, _ = site
     page.goto(f"{url}/{lesson}.html")
-    page.wait_for_selector(".widget-vbox img.widget-image", timeout=60_000)
+    page.wait_for_selector(".static-explorer img.static-explorer-figure", timeout=60_000)
     page.wait_for_selector(".MathJax_CHTML, mjx-container", timeout=60_000)
     figures = page.eval_on_selector_all(
         ".jp-OutputArea-output img",
         "images => images.filter(i => i.complete && i.naturalWidth > 100).length")
     assert figures >= 4
     widget_controls = page.eval_on_selector_all(
-        ".widget-vbox .widget-toggle-button, .widget-vbox .widget-checkbox", "c => c.length")
-    assert widget_controls >= 3, "the widget's initial state was not rendered"
+        ".static-explorer .static-toggle, .static-explorer input", "c => c.length")
+    assert widget_controls >= 3, "the explorer's controls were not rendered"
     diagrams = page.eval_on_selector_all(
         ".jp-RenderedMarkdown img", "images => images.filter(i => i.naturalWidth > 100).length")
     assert diagrams >= 1
     page.screenshot(path=REPO / "test-artifacts" / f"site_{lesson}.png", full_page=False)
+    assert page.outside_requests == [], page.outside_requests
+
+
+EXPLORER_LESSONS = sorted(
+    path.stem for path in (REPO / "notebooks").glob("*.ipynb")
+    if ".widget()" in path.read_text())
+
+
+def _settled_figure(page, root) -> str:
+    """The explorer's figure once loaded and drawn: its src."""
+    page.wait_for_function(
+        "r => { const i = r.querySelector('img'); return i.complete && i.naturalWidth > 100; }",
+        arg=root, timeout=30_000)
+    return root.query_selector("img").get_attribute("src")
+
+
+@pytest.mark.parametrize("lesson", EXPLORER_LESSONS)
+def test_every_static_explorer_control_changes_its_figure_offline(site, page, lesson):
+    """A reader without a kernel changes each control in turn, as in JupyterLab: each change
+    shows a different figure (a different picture, not only another file name)."""
+    url, pages = site
+    out = pages[0].parent
+    errors = []
+
+    def console(message):
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", console)
+    try:
+        page.goto(f"{url}/{lesson}.html")
+        root = page.wait_for_selector(".static-explorer", timeout=60_000)
+        root.scroll_into_view_if_needed()
+        controls = root.query_selector_all("[data-control]")
+        assert controls, "a static explorer without controls"
+        for number, control in enumerate(controls):
+            before = _settled_figure(page, root)
+            kind = control.get_attribute("type")
+            if kind == "checkbox":
+                control.click()
+            elif kind == "range":
+                control.focus()
+                at_end = control.evaluate("c => c.value === c.max")
+                page.keyboard.press("Home" if at_end else "End")
+            else:
+                control.query_selector(".static-toggle:not(.active)").click()
+            after = _settled_figure(page, root)
+            assert after != before, f"{lesson}: control {number} did not change the figure"
+            assert (out / after).read_bytes() != (out / before).read_bytes(), (
+                f"{lesson}: control {number} shows the same picture")
+        page.screenshot(path=REPO / "test-artifacts" / f"site_explorer_{lesson}.png")
+    finally:
+        page.remove_listener("console", console)
+    assert errors == [], errors
     assert page.outside_requests == [], page.outside_requests

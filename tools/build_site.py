@@ -1,13 +1,15 @@
 """Render the stored notebooks to a static, offline HTML site (`make html`).
 
-Nothing is executed: each lesson page is its stored outputs, with the widget state the
-notebook holds, so each widget shows its initial state without a kernel. The widget
-renderer, require.js and MathJax are served from the site itself (pinned in
-tools/site/package.json and installed with `npm ci`), never from a CDN; images are
-embedded. The index page is the README's course map, linked to the lessons; the lessons'
-links to each other (``01_padding_motivation.ipynb#anchor``) point to their pages.
+Nothing is executed: each lesson page is its stored outputs. The lesson's explorer is
+replaced by a static one that responds without a kernel (tools/static_explorers.py: every
+state drawn by the explorer's own function, the same controls as plain HTML); a widget that
+is not an explorer would show its stored state. The widget renderer, require.js and MathJax
+are served from the site itself (pinned in tools/site/package.json and installed with
+`npm ci`), never from a CDN; images are embedded. The index page is the README's course
+map, linked to the lessons; the lessons' links to each other
+(``01_padding_motivation.ipynb#anchor``) point to their pages.
 
-Usage: python tools/build_site.py [OUT_DIR]   (default: site/)
+Usage: python -m tools.build_site [OUT_DIR]   (default: site/)
 """
 
 import re
@@ -20,7 +22,8 @@ import mistune
 import nbformat
 from nbconvert import HTMLExporter
 
-from course_lib.widgets.core import STATIC_FIGURE
+from course_lib.widgets.core import STATIC_FIGURE, WIDGET_VIEW
+from tools import static_explorers
 
 REPO = Path(__file__).parents[1]
 ASSETS = REPO / "tools" / "site"
@@ -89,11 +92,32 @@ def drop_static_figures(notebook) -> None:
                             if output.get("data", {}).get("text/plain") != STATIC_FIGURE]
 
 
-def render_page(path: Path, html: HTMLExporter) -> str:
-    """The HTML page of the stored notebook at ``path``, as it goes on the site."""
+def use_static_explorer(notebook, lesson: str, out: Path) -> int:
+    """Replace the lesson's explorer widget by its static version, its figures drawn into
+    ``out/explorers/<NN>/``; return how many states were drawn (0: no explorer)."""
+    found = static_explorers.find_explorer(notebook, lesson)
+    if found is None:
+        return 0
+    index, explorer = found
+    folder = f"explorers/{lesson[:2]}"
+    count = static_explorers.render(explorer, out / folder)
+    notebook.cells[index].outputs = [nbformat.v4.new_output(
+        "display_data", data={"text/html": static_explorers.page_snippet(explorer, folder)})]
+    if not any(WIDGET_VIEW in output.get("data", {}) for cell in notebook.cells
+               if cell.cell_type == "code" for output in cell.outputs):
+        notebook.metadata.pop("widgets", None)  # no live widget left: no widget renderer
+    return count
+
+
+def render_page(path: Path, html: HTMLExporter, out: Path | None = None) -> str:
+    """The HTML page of the stored notebook at ``path``, as it goes on the site (``out``:
+    the site's folder, where the static explorer's figures are drawn; None: the explorer
+    keeps its stored widget state)."""
     notebook = nbformat.read(path, as_version=4)
     if notebook.metadata.get("widgets"):
         drop_static_figures(notebook)
+    if out is not None:
+        use_static_explorer(notebook, path.stem, out)
     body, _ = html.from_notebook_node(
         notebook, resources={"metadata": {"name": path.stem, "path": str(path.parent)}})
     # <img> tags escape embed_images: serve images/ from the site too.
@@ -116,8 +140,9 @@ table {{ border-collapse: collapse }} td, th {{ border: 1px solid #ccc; padding:
 vertical-align: top }}</style></head>
 <body><h1>Masking in Transformers</h1>
 <p>An interactive course on padding and attention masks, rendered from the executed
-notebooks. Widgets show their initial state; run the notebooks in JupyterLab
-(<code>make lab</code>) to use them.</p>
+notebooks. Each lesson's explorer responds here too: every state is drawn in advance by
+the same function JupyterLab runs. To change the code, run the notebooks in JupyterLab
+(<code>make lab</code>).</p>
 <h2>Course map</h2>
 {course_map}
 </body></html>
@@ -130,13 +155,14 @@ def build(out: Path) -> list[Path]:
         shutil.rmtree(out)
     (out / STATIC).mkdir(parents=True)
     copy_assets(out)
+    static_explorers.write_script(out / STATIC)
     shutil.copytree(REPO / "images", out / "images", ignore=shutil.ignore_patterns("*.py"))
     notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
     html = exporter()
     pages = []
     for path in notebooks:
         page = out / f"{path.stem}.html"
-        page.write_text(render_page(path, html))
+        page.write_text(render_page(path, html, out))
         pages.append(page)
     (out / "index.html").write_text(INDEX.format(course_map=course_map_html(notebooks)))
     return pages
