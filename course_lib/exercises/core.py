@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
+
 from course_lib import _style
 
-__all__ = ["Exercise", "Feedback", "exercise", "check", "solution", "registered"]
+__all__ = ["Exercise", "Feedback", "exercise", "check", "solution", "registered", "tensor_problem"]
 
 Status = Literal["not_attempted", "wrong", "correct"]
 _ICON = {"not_attempted": "…", "wrong": "✗", "correct": "✓"}
@@ -144,3 +146,17 @@ def solution(key: str) -> Any:
 def registered() -> dict[str, Exercise]:
     """All registered exercises, by key."""
     return dict(_REGISTRY)
+
+
+def tensor_problem(got: Any, shape, dtype_check: Callable[[torch.dtype], bool], what: str,
+                   shape_hint: str = "") -> str | None:
+    """What is wrong with a tensor answer before its values are compared: not a tensor, the
+    wrong dtype (``dtype_check`` fails; ``what`` names what was expected), or not ``shape``
+    (``shape_hint`` is added to that message). None when it is fine."""
+    if not isinstance(got, torch.Tensor):
+        return f"expected a tensor ({what}), got {type(got).__name__}"
+    if not dtype_check(got.dtype):
+        return f"expected {what}, got a {got.dtype} tensor"
+    if tuple(got.shape) != tuple(shape):
+        return f"expected shape {list(shape)}, got {list(got.shape)}{shape_hint}"
+    return None

@@ -17,7 +17,7 @@ from course_lib.causal_lm import (
     last_real_index,
     position_ids_from_padding,
 )
-from course_lib.exercises.core import exercise
+from course_lib.exercises.core import exercise, tensor_problem
 from course_lib.masks import causal_mask
 
 
@@ -33,16 +33,6 @@ def _padding_cases(seed: int = 0):
         cases.append(~real)
     cases.append(torch.zeros(3, 5, dtype=torch.bool))
     return cases
-
-
-def _tensor_problem(got, shape, dtype_check, what) -> str | None:
-    if not isinstance(got, torch.Tensor):
-        return f"expected a tensor ({what}), got {type(got).__name__}"
-    if not dtype_check(got.dtype):
-        return f"expected {what}, got a {got.dtype} tensor"
-    if tuple(got.shape) != tuple(shape):
-        return f"expected shape {list(shape)}, got {list(got.shape)}"
-    return None
 
 
 # --- 09.position_ids -----------------------------------------------------------------------
@@ -72,7 +62,7 @@ def _arange(key_padding_mask):
 def _check_position_ids(answer) -> str | None:
     for padding in _padding_cases():
         got = answer(padding.clone())
-        problem = _tensor_problem(got, padding.shape, lambda d: not d.is_floating_point
+        problem = tensor_problem(got, padding.shape, lambda d: not d.is_floating_point
                                   and d != torch.bool, "integer position ids")
         if problem:
             return problem
@@ -121,7 +111,7 @@ def _check_decoder_mask(answer) -> str | None:
     for padding in _padding_cases(1):
         batch, length = padding.shape
         got = answer(padding.clone())
-        problem = _tensor_problem(got, (batch, length, length), lambda d: d == torch.bool,
+        problem = tensor_problem(got, (batch, length, length), lambda d: d == torch.bool,
                                   "a bool mask, True = blocked")
         if problem:
             return problem
@@ -189,7 +179,7 @@ def _check_answer_labels(answer) -> str | None:
     for seed in range(3):
         ids, padding, prompt_lengths = _label_case(seed)
         got = answer(ids.clone(), padding.clone(), prompt_lengths.clone())
-        problem = _tensor_problem(got, ids.shape, lambda d: not d.is_floating_point
+        problem = tensor_problem(got, ids.shape, lambda d: not d.is_floating_point
                                   and d != torch.bool, "integer labels")
         if problem:
             return problem
@@ -230,7 +220,7 @@ def _check_answer_labels(answer) -> str | None:
 def _check_last_token(answer) -> str | None:
     for padding in _padding_cases(2):
         got = answer(padding.clone())
-        problem = _tensor_problem(got, padding.shape[:1], lambda d: not d.is_floating_point
+        problem = tensor_problem(got, padding.shape[:1], lambda d: not d.is_floating_point
                                   and d != torch.bool, "integer positions")
         if problem:
             return problem

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from course_lib.causal_lm import IGNORE_INDEX
-from course_lib.exercises.core import exercise
+from course_lib.exercises.core import exercise, tensor_problem
 from course_lib.packing import Packed, document_mask, document_mask_mod, pack, packed_labels
 
 
@@ -32,16 +32,6 @@ def _packed_cases(seed: int = 0) -> list[Packed]:
         lengths = torch.randint(1, row_len + 1, (count,), generator=generator).tolist()
         cases.append(pack(_sequences(lengths, generator), row_len))
     return cases
-
-
-def _tensor_problem(got, shape, dtype_check, what, shape_hint="") -> str | None:
-    if not isinstance(got, torch.Tensor):
-        return f"expected a tensor ({what}), got {type(got).__name__}"
-    if not dtype_check(got.dtype):
-        return f"expected {what}, got a {got.dtype} tensor"
-    if tuple(got.shape) != tuple(shape):
-        return f"expected shape {list(shape)}, got {list(got.shape)}{shape_hint}"
-    return None
 
 
 def _is_integer(dtype) -> bool:
@@ -82,7 +72,7 @@ def _check_document_mask(answer) -> str | None:
         ids = packed.document_ids
         rows, length = ids.shape
         got = answer(ids.clone())
-        problem = _tensor_problem(
+        problem = tensor_problem(
             got, (rows, length, length), lambda d: d == torch.bool, "a bool mask, True = blocked",
             ": one [L, L] mask per row, queries along dim 1 and keys along dim 2 "
             "(document_ids[:, :, None] against document_ids[:, None, :])")
@@ -153,7 +143,7 @@ def _check_position_ids(answer) -> str | None:
     for packed in _packed_cases(1):
         ids = packed.document_ids
         got = answer(ids.clone())
-        problem = _tensor_problem(got, ids.shape, _is_integer, "integer position ids")
+        problem = tensor_problem(got, ids.shape, _is_integer, "integer position ids")
         if problem:
             return problem
         expected = packed.position_ids
@@ -210,7 +200,7 @@ def _check_labels(answer) -> str | None:
     for packed in _packed_cases(2):
         ids = packed.ids
         got = answer(_copy(packed))
-        problem = _tensor_problem(got, ids.shape, _is_integer, "integer labels")
+        problem = tensor_problem(got, ids.shape, _is_integer, "integer labels")
         if problem:
             return problem
         got = got.long()
