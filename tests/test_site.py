@@ -144,3 +144,59 @@ def test_every_static_explorer_control_changes_its_figure_offline(site, page, le
         page.remove_listener("console", console)
     assert errors == [], errors
     assert page.outside_requests == [], page.outside_requests
+
+
+LESSONS = sorted(path.stem for path in (REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_page_has_the_course_nav_no_error_and_no_blank_figure(site, page, lesson):
+    url, _ = site
+    errors = []
+
+    def console(message):
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", console)
+    try:
+        page.goto(f"{url}/{lesson}.html")
+        page.wait_for_load_state("load")
+        current = page.eval_on_selector_all(
+            '.course-nav [aria-current="page"]', "links => links.map(a => a.getAttribute('href'))")
+        assert current == [f"{lesson}.html"]
+        at = LESSONS.index(lesson)
+        for rel, neighbour in (("prev", at - 1), ("next", at + 1)):
+            links = page.eval_on_selector_all(f'.course-nav a[rel="{rel}"]',
+                                              "links => links.map(a => a.getAttribute('href'))")
+            expected = [f"{LESSONS[neighbour]}.html"] if 0 <= neighbour < len(LESSONS) else []
+            assert links == expected, rel
+        page.wait_for_function("() => [...document.images].every(i => i.complete)",
+                               timeout=30_000)
+        blank = page.eval_on_selector_all(
+            ".jp-OutputArea-output img, .static-explorer img",
+            "images => images.filter(i => i.naturalWidth < 50).map(i => i.src.slice(0, 80))")
+        assert blank == [], blank
+    finally:
+        page.remove_listener("console", console)
+    assert errors == [], errors
+    assert page.outside_requests == [], page.outside_requests
+
+
+def test_a_reader_follows_next_and_finds_a_lesson_by_searching(site, page):
+    url, _ = site
+    page.goto(f"{url}/00_start_here.html")
+    page.click('.course-nav a[rel="next"]')
+    page.wait_for_url(f"{url}/01_padding_motivation.html")
+    page.fill("#course-search", "packing document mask")
+    page.wait_for_selector("#course-results li a", timeout=10_000)
+    hrefs = page.eval_on_selector_all("#course-results li a",
+                                      "links => links.map(a => a.getAttribute('href'))")
+    assert any(href.startswith("10_packing.html#") for href in hrefs), hrefs
+    page.click('#course-results a[href^="10_packing.html#"]')
+    page.wait_for_url(f"{url}/10_packing.html#*")
+    anchor = page.evaluate("() => location.hash.slice(1)")  # nbconvert writes ids URL-encoded
+    assert page.evaluate("id => document.getElementById(id) !== null", anchor)
+    page.fill("#course-search", "zzzz qqqq")
+    assert "no section mentions" in page.inner_text("#course-results")
+    assert page.outside_requests == [], page.outside_requests

@@ -23,7 +23,7 @@ import nbformat
 from nbconvert import HTMLExporter
 
 from course_lib.widgets.core import STATIC_FIGURE, WIDGET_VIEW
-from tools import static_explorers
+from tools import site_nav, static_explorers
 
 REPO = Path(__file__).parents[1]
 ASSETS = REPO / "tools" / "site"
@@ -159,12 +159,19 @@ def build(out: Path) -> list[Path]:
     shutil.copytree(REPO / "images", out / "images", ignore=shutil.ignore_patterns("*.py"))
     notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
     html = exporter()
+    bodies = {path.stem: render_page(path, html, out) for path in notebooks}
+    lessons = [(stem, site_nav.lesson_title(body, stem)) for stem, body in bodies.items()]
+    entries = []
     pages = []
-    for path in notebooks:
-        page = out / f"{path.stem}.html"
-        page.write_text(render_page(path, html, out))
+    for stem, title in lessons:
+        page = out / f"{stem}.html"
+        page.write_text(site_nav.add_nav(bodies[stem], site_nav.nav_html(lessons, stem)))
+        entries += site_nav.sections(stem, title, bodies[stem])
         pages.append(page)
-    (out / "index.html").write_text(INDEX.format(course_map=course_map_html(notebooks)))
+    (out / STATIC / site_nav.INDEX).write_text(site_nav.index_script(entries))
+    (out / STATIC / site_nav.SCRIPT).write_text(site_nav.SCRIPT_SOURCE)
+    index = INDEX.format(course_map=course_map_html(notebooks))
+    (out / "index.html").write_text(site_nav.add_nav(index, site_nav.nav_html(lessons, None)))
     return pages
 
 
