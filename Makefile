@@ -58,7 +58,7 @@ execute: $(STAMP)
 	$(NB_ENV) $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.record_timing=False \
 		--ExecutePreprocessor.timeout=120 $(NOTEBOOKS)
-	$(BIN)/python tools/normalize_notebooks.py $(NOTEBOOKS)
+	$(BIN)/python -m tools.normalize_notebooks $(NOTEBOOKS)
 
 images: $(STAMP)
 	$(BIN)/python images/make_images.py

@@ -200,3 +200,65 @@ def test_a_reader_follows_next_and_finds_a_lesson_by_searching(site, page):
     page.fill("#course-search", "zzzz qqqq")
     assert "no section mentions" in page.inner_text("#course-results")
     assert page.outside_requests == [], page.outside_requests
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_slide_fits_a_1280x720_projector(site, page, lesson):
+    """The lesson as reveal.js slides, served from the site: each slide's content fits 1280 x
+    720 (a slide too tall is scaled down, never below 55%), every figure and explorer is
+    inside the slide, and nothing is missing or fails."""
+    url, _ = site
+    problems = []
+
+    def response(answer):
+        if answer.status >= 400:
+            problems.append(f"{answer.status} {answer.url}")
+
+    def console(message):
+        if message.type == "error":
+            problems.append(message.text)
+
+    page.on("response", response)
+    page.on("console", console)
+    try:
+        page.set_viewport_size({"width": 1280, "height": 720})
+        page.goto(f"{url}/{lesson}.slides.html")
+        page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=60_000)
+        page.wait_for_function("() => [...document.images].every(i => i.complete)",
+                               timeout=30_000)
+        page.evaluate("() => Reveal.configure({transition: 'none', backgroundTransition: 'none'})")
+        slides = page.evaluate("""() => Reveal.getSlides().map(slide => {
+            const at = Reveal.getIndices(slide);
+            Reveal.slide(at.h, at.v);
+            const bottom = Math.max(0, ...[...slide.querySelectorAll(
+                '.jp-OutputArea-output img, .static-explorer')].map(
+                e => e.getBoundingClientRect().bottom));
+            return {at: [at.h, at.v], scale: Number(slide.dataset.fitScale), bottom,
+                    text: slide.textContent.trim().slice(0, 40)};
+        })""")
+        assert len(slides) >= 10
+        small = [s for s in slides if s["scale"] < 0.55]
+        assert small == [], small
+        outside = [s for s in slides if s["bottom"] > 721]
+        assert outside == [], outside
+        if page.query_selector(".static-explorer"):
+            at = page.evaluate("""() => Reveal.getIndices(
+                document.querySelector('.static-explorer').closest('section'))""")
+            page.evaluate("at => Reveal.slide(at.h, at.v)", at)
+            root = page.query_selector(".static-explorer")
+            before = _settled_figure(page, root)
+            control = root.query_selector("[data-control]")
+            if control.get_attribute("type") == "checkbox":
+                control.click()
+            elif control.get_attribute("type") == "range":
+                control.focus()
+                page.keyboard.press("End")
+            else:
+                control.query_selector(".static-toggle:not(.active)").click()
+            assert _settled_figure(page, root) != before, "the explorer on its slide is inert"
+    finally:
+        page.remove_listener("response", response)
+        page.remove_listener("console", console)
+        page.set_viewport_size({"width": 1200, "height": 900})
+    assert problems == [], problems
+    assert page.outside_requests == [], page.outside_requests

@@ -20,16 +20,19 @@ from pathlib import Path
 
 import mistune
 import nbformat
-from nbconvert import HTMLExporter
+from nbconvert import HTMLExporter, SlidesExporter
 
 from course_lib.widgets.core import STATIC_FIGURE, WIDGET_VIEW
 from tools import site_nav, static_explorers
+from tools import slides as slide_maker
 
 REPO = Path(__file__).parents[1]
 ASSETS = REPO / "tools" / "site"
 MODULES = ASSETS / "node_modules"
 STATIC = "static"
-MATHJAX_PARTS = ["MathJax.js", "config", "extensions", "jax", "localization",
+# Only what the pages load: the TeX -> CommonHTML configuration and its parts.
+MATHJAX_PARTS = ["MathJax.js", "config/TeX-AMS_CHTML-full.js", "config/Safe.js", "extensions",
+                 "jax/element", "jax/input/TeX", "jax/output/CommonHTML", "localization",
                  "fonts/HTML-CSS/TeX"]
 # href="NN_name.ipynb" or "NN_name.ipynb#anchor": relative, no scheme, no folder.
 NOTEBOOK_LINK = re.compile(r'href="([\w.-]+)\.ipynb(#[^"]*)?"')
@@ -58,6 +61,12 @@ def copy_assets(out: Path) -> None:
     for path in manager.iterdir():
         if path.name == "embed-amd.js" or path.suffix in fonts:
             shutil.copy2(path, static / "html-manager" / path.name)
+    reveal = MODULES / "reveal.js"
+    shutil.copytree(reveal / "dist", static / "reveal.js" / "dist",
+                    ignore=shutil.ignore_patterns("*.map", "*.esm.js"))
+    shutil.copytree(reveal / "plugin" / "notes", static / "reveal.js" / "plugin" / "notes")
+    shutil.copy2(MODULES / "jquery" / "dist" / "jquery.min.js", static / "jquery.min.js")
+    (static / NO_MERMAID).write_text("export default { initialize() {} };\n")
     for part in MATHJAX_PARTS:
         source, target = MODULES / "mathjax" / part, static / "mathjax" / part
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -67,12 +76,53 @@ def copy_assets(out: Path) -> None:
             shutil.copy2(source, target)
 
 
-def exporter() -> HTMLExporter:
-    html = HTMLExporter(template_name="lab", embed_images=True)
+def exporter(kind: type[HTMLExporter] = HTMLExporter) -> HTMLExporter:
+    """A lesson page's exporter (``SlidesExporter``: its reveal.js slides, 1280 x 720), every
+    script served from the site."""
+    if kind is SlidesExporter:
+        html = SlidesExporter(reveal_url_prefix=f"{STATIC}/reveal.js", reveal_theme="white",
+                              reveal_width="1280", reveal_height="720", reveal_number="c/t",
+                              embed_images=True)
+        # The reveal template loads jQuery and mermaid whatever the notebook holds: served
+        # from the site (jQuery from the pinned widget renderer's dependencies; no lesson
+        # has a mermaid diagram, so a module that does nothing).
+        html.jquery_url = f"{STATIC}/jquery.min.js"
+        html.mermaid_js_url = f"{STATIC}/{NO_MERMAID}"
+    else:
+        html = HTMLExporter(template_name="lab", embed_images=True)
     html.require_js_url = f"{STATIC}/require.js"
     html.widget_renderer_url = f"{STATIC}/html-manager/embed-amd.js"
     html.mathjax_url = f"{STATIC}/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe"
     return html
+
+
+NO_MERMAID = "no-mermaid.mjs"
+# On a 1280 x 720 slide: smaller text and code, figures no taller than the room left; a
+# slide still taller than 720 px is scaled down to fit (data-fit-scale records how much).
+SLIDE_STYLE = """<style>
+.reveal { font-size: 20px }
+.reveal h1, .reveal h2, .reveal h3 { text-transform: none; font-weight: 600 }
+.reveal h1 { font-size: 36px } .reveal h2 { font-size: 30px } .reveal h3 { font-size: 24px }
+.reveal .slides { text-align: left }
+.reveal .jp-InputArea, .reveal pre, .reveal code { font-size: 14px; line-height: 1.35 }
+.reveal .jp-OutputArea-output img, .reveal .static-explorer-figure { max-height: 560px;
+  width: auto; max-width: 100% }
+.reveal .jp-InputPrompt, .reveal .jp-OutputPrompt { display: none }
+.reveal .static-explorer-controls { font-size: 14px }
+</style>"""
+FIT_SCRIPT = """
+        function fit(event) {
+          var slide = event.currentSlide;
+          slide.style.transform = "";
+          var scale = Math.min(1, 720 / slide.scrollHeight);
+          slide.style.transformOrigin = "top left";
+          slide.style.transform = scale < 1 ? "scale(" + scale + ")" : "";
+          slide.dataset.fitScale = scale;
+        }
+        Reveal.on("ready", fit);
+        Reveal.on("slidechanged", fit);
+        window.Reveal = Reveal;  // loaded as a require.js module: reachable from the console
+        Reveal.initialize({"""
 
 
 def notebook_links_to_pages(page: str) -> str:
@@ -109,17 +159,28 @@ def use_static_explorer(notebook, lesson: str, out: Path) -> int:
     return count
 
 
-def render_page(path: Path, html: HTMLExporter, out: Path | None = None) -> str:
-    """The HTML page of the stored notebook at ``path``, as it goes on the site (``out``:
-    the site's folder, where the static explorer's figures are drawn; None: the explorer
-    keeps its stored widget state)."""
+def prepare(path: Path, out: Path | None):
+    """The stored notebook at ``path`` as it goes on the site: without the explorer's static
+    figure and, with ``out`` (the site's folder), with the static explorer."""
     notebook = nbformat.read(path, as_version=4)
     if notebook.metadata.get("widgets"):
         drop_static_figures(notebook)
     if out is not None:
         use_static_explorer(notebook, path.stem, out)
+    return notebook
+
+
+def render_page(path: Path, html: HTMLExporter, out: Path | None = None, *,
+                notebook=None) -> str:
+    """The HTML page of the stored notebook at ``path``, as it goes on the site (``out``:
+    the site's folder, where the static explorer's figures are drawn; None: the explorer
+    keeps its stored widget state). ``notebook``: already :func:`prepare`-d."""
+    notebook = notebook if notebook is not None else prepare(path, out)
     body, _ = html.from_notebook_node(
         notebook, resources={"metadata": {"name": path.stem, "path": str(path.parent)}})
+    if isinstance(html, SlidesExporter):
+        body = body.replace("</head>", SLIDE_STYLE + "</head>", 1)
+        body = body.replace("Reveal.initialize({", FIT_SCRIPT.strip(), 1)
     # <img> tags escape embed_images: serve images/ from the site too.
     return notebook_links_to_pages(body.replace('src="../images/', 'src="images/'))
 
@@ -158,8 +219,13 @@ def build(out: Path) -> list[Path]:
     static_explorers.write_script(out / STATIC)
     shutil.copytree(REPO / "images", out / "images", ignore=shutil.ignore_patterns("*.py"))
     notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
-    html = exporter()
-    bodies = {path.stem: render_page(path, html, out) for path in notebooks}
+    html, slides = exporter(), exporter(SlidesExporter)
+    bodies = {}
+    for path in notebooks:
+        notebook = prepare(path, out)
+        bodies[path.stem] = render_page(path, html, notebook=notebook)
+        (out / f"{path.stem}.slides.html").write_text(
+            render_page(path, slides, notebook=slide_maker.for_slides(notebook)))
     lessons = [(stem, site_nav.lesson_title(body, stem)) for stem, body in bodies.items()]
     entries = []
     pages = []

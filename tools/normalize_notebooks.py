@@ -5,8 +5,10 @@
   `IPY_MODEL_` references of each model's state), to a hash of the notebook name and position.
 * Streams: a print that outlasts the kernel's flush interval is stored as several chunks,
   differently on each run. Consecutive outputs of the same stream are merged.
+* Slides: each cell's ``metadata.slideshow.slide_type`` is set from the notebook's structure
+  and outputs (tools/slides.py), so the slide boundaries follow every change.
 
-Usage: python tools/normalize_notebooks.py notebooks/*.ipynb
+Usage: python -m tools.normalize_notebooks notebooks/*.ipynb
 """
 
 import hashlib
@@ -14,6 +16,10 @@ import json
 import re
 import sys
 from pathlib import Path
+
+import nbformat
+
+from tools import slides
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -62,6 +68,9 @@ def normalize(path: Path) -> None:
                for index, model_id in enumerate(ordered_ids(json.loads(text)))}
     notebook = json.loads(MODEL_ID.sub(lambda m: renamed.get(m.group(0), m.group(0)), text))
     coalesce_streams(notebook)
+    types = slides.slide_types(nbformat.reads(json.dumps(notebook), as_version=4))
+    for cell, kind in zip(notebook["cells"], types, strict=True):
+        cell["metadata"]["slideshow"] = {"slide_type": kind}
     # Written the way nbformat writes, keys sorted, so the model order is stable too.
     path.write_text(json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
 

@@ -88,6 +88,8 @@ def nav_html(lessons: list[tuple[str, str]], current: str | None) -> str:
         links.append(f'<a href="{stems[at + 1]}.html" rel="next">next: '
                      f"{html.escape(lessons[at + 1][1])} →</a>")
     marked = ' aria-current="page"'
+    if at is not None:
+        links.append(f'<a href="{current}.slides.html" class="slides-link">Present as slides</a>')
     items = "".join(f'<li><a href="{stem}.html"{marked if stem == current else ""}>'
                     f"{html.escape(title)}</a></li>" for stem, title in lessons)
     return (f'{STYLE}<nav class="course-nav" aria-label="course">{"".join(links)}'
