@@ -75,6 +75,6 @@ bench: $(STAMP)
 html: $(STAMP)
 	$(BIN)/python -m tools.build_site site
 
-# The README's widget screenshots, taken by the browser test (needs Chromium).
+# The README's screenshots, taken by the browser tests (needs Chromium, and npm for the site).
 screenshots: $(STAMP)
-	COURSE_SCREENSHOTS=images/screenshots $(BIN)/pytest tests/test_browser.py
+	COURSE_SCREENSHOTS=images/screenshots $(BIN)/pytest tests/test_browser.py tests/test_site.py

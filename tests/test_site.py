@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, SCREENSHOTS
 
 REPO = Path(__file__).parents[1]
 
@@ -140,6 +140,8 @@ def test_every_static_explorer_control_changes_its_figure_offline(site, page, le
             assert (out / after).read_bytes() != (out / before).read_bytes(), (
                 f"{lesson}: control {number} shows the same picture")
         page.screenshot(path=REPO / "test-artifacts" / f"site_explorer_{lesson}.png")
+        if SCREENSHOTS and lesson == "04_six_transformer_masks":  # for the README
+            root.screenshot(path=Path(SCREENSHOTS) / "site_explorer.png")
     finally:
         page.remove_listener("console", console)
     assert errors == [], errors
@@ -256,6 +258,8 @@ def test_every_slide_fits_a_1280x720_projector(site, page, lesson):
             else:
                 control.query_selector(".static-toggle:not(.active)").click()
             assert _settled_figure(page, root) != before, "the explorer on its slide is inert"
+            if SCREENSHOTS and lesson == "04_six_transformer_masks":  # for the README
+                page.screenshot(path=Path(SCREENSHOTS) / "slides.png")
     finally:
         page.remove_listener("response", response)
         page.remove_listener("console", console)
