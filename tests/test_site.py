@@ -1,5 +1,6 @@
 """`make html`: the static site opens offline in Chromium with figures, widgets and math."""
 
+import contextlib
 import functools
 import http.server
 import os
@@ -95,6 +96,29 @@ def test_a_lesson_shows_figures_widgets_and_math_offline(site, page, lesson):
 EXPLORER_LESSONS = sorted(
     path.stem for path in (REPO / "notebooks").glob("*.ipynb")
     if ".widget()" in path.read_text())
+LESSONS = sorted(path.stem for path in (REPO / "notebooks").glob("*.ipynb"))
+
+
+@contextlib.contextmanager
+def failures(page):
+    """The page's console errors and failed (>= 400) responses while the block runs."""
+    found = []
+
+    def console(message):
+        if message.type == "error":
+            found.append(message.text)
+
+    def response(answer):
+        if answer.status >= 400:
+            found.append(f"{answer.status} {answer.url}")
+
+    page.on("console", console)
+    page.on("response", response)
+    try:
+        yield found
+    finally:
+        page.remove_listener("console", console)
+        page.remove_listener("response", response)
 
 
 def _settled_figure(page, root) -> str:
@@ -105,20 +129,26 @@ def _settled_figure(page, root) -> str:
     return root.query_selector("img").get_attribute("src")
 
 
+def _change(page, control) -> None:
+    """Change one static control as a reader would: a toggle button, the checkbox, or the
+    slider to its far end (its start if it is at the end)."""
+    kind = control.get_attribute("type")
+    if kind == "checkbox":
+        control.click()
+    elif kind == "range":
+        control.focus()
+        page.keyboard.press("Home" if control.evaluate("c => c.value === c.max") else "End")
+    else:
+        control.query_selector(".static-toggle:not(.active)").click()
+
+
 @pytest.mark.parametrize("lesson", EXPLORER_LESSONS)
 def test_every_static_explorer_control_changes_its_figure_offline(site, page, lesson):
     """A reader without a kernel changes each control in turn, as in JupyterLab: each change
     shows a different figure (a different picture, not only another file name)."""
     url, pages = site
     out = pages[0].parent
-    errors = []
-
-    def console(message):
-        if message.type == "error":
-            errors.append(message.text)
-
-    page.on("console", console)
-    try:
+    with failures(page) as problems:
         page.goto(f"{url}/{lesson}.html")
         root = page.wait_for_selector(".static-explorer", timeout=60_000)
         root.scroll_into_view_if_needed()
@@ -126,15 +156,7 @@ def test_every_static_explorer_control_changes_its_figure_offline(site, page, le
         assert controls, "a static explorer without controls"
         for number, control in enumerate(controls):
             before = _settled_figure(page, root)
-            kind = control.get_attribute("type")
-            if kind == "checkbox":
-                control.click()
-            elif kind == "range":
-                control.focus()
-                at_end = control.evaluate("c => c.value === c.max")
-                page.keyboard.press("Home" if at_end else "End")
-            else:
-                control.query_selector(".static-toggle:not(.active)").click()
+            _change(page, control)
             after = _settled_figure(page, root)
             assert after != before, f"{lesson}: control {number} did not change the figure"
             assert (out / after).read_bytes() != (out / before).read_bytes(), (
@@ -142,26 +164,14 @@ def test_every_static_explorer_control_changes_its_figure_offline(site, page, le
         page.screenshot(path=REPO / "test-artifacts" / f"site_explorer_{lesson}.png")
         if SCREENSHOTS and lesson == "04_six_transformer_masks":  # for the README
             root.screenshot(path=Path(SCREENSHOTS) / "site_explorer.png")
-    finally:
-        page.remove_listener("console", console)
-    assert errors == [], errors
+    assert problems == [], problems
     assert page.outside_requests == [], page.outside_requests
-
-
-LESSONS = sorted(path.stem for path in (REPO / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_every_page_has_the_course_nav_no_error_and_no_blank_figure(site, page, lesson):
     url, _ = site
-    errors = []
-
-    def console(message):
-        if message.type == "error":
-            errors.append(message.text)
-
-    page.on("console", console)
-    try:
+    with failures(page) as problems:
         page.goto(f"{url}/{lesson}.html")
         page.wait_for_load_state("load")
         current = page.eval_on_selector_all(
@@ -179,9 +189,7 @@ def test_every_page_has_the_course_nav_no_error_and_no_blank_figure(site, page, 
             ".jp-OutputArea-output img, .static-explorer img",
             "images => images.filter(i => i.naturalWidth < 50).map(i => i.src.slice(0, 80))")
         assert blank == [], blank
-    finally:
-        page.remove_listener("console", console)
-    assert errors == [], errors
+    assert problems == [], problems
     assert page.outside_requests == [], page.outside_requests
 
 
@@ -204,65 +212,48 @@ def test_a_reader_follows_next_and_finds_a_lesson_by_searching(site, page):
     assert page.outside_requests == [], page.outside_requests
 
 
+
+
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_every_slide_fits_a_1280x720_projector(site, page, lesson):
     """The lesson as reveal.js slides, served from the site: each slide's content fits 1280 x
     720 (a slide too tall is scaled down, never below 55%), every figure and explorer is
     inside the slide, and nothing is missing or fails."""
     url, _ = site
-    problems = []
-
-    def response(answer):
-        if answer.status >= 400:
-            problems.append(f"{answer.status} {answer.url}")
-
-    def console(message):
-        if message.type == "error":
-            problems.append(message.text)
-
-    page.on("response", response)
-    page.on("console", console)
+    page.set_viewport_size({"width": 1280, "height": 720})
     try:
-        page.set_viewport_size({"width": 1280, "height": 720})
-        page.goto(f"{url}/{lesson}.slides.html")
-        page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=60_000)
-        page.wait_for_function("() => [...document.images].every(i => i.complete)",
-                               timeout=30_000)
-        page.evaluate("() => Reveal.configure({transition: 'none', backgroundTransition: 'none'})")
-        slides = page.evaluate("""() => Reveal.getSlides().map(slide => {
-            const at = Reveal.getIndices(slide);
-            Reveal.slide(at.h, at.v);
-            const bottom = Math.max(0, ...[...slide.querySelectorAll(
-                '.jp-OutputArea-output img, .static-explorer')].map(
-                e => e.getBoundingClientRect().bottom));
-            return {at: [at.h, at.v], scale: Number(slide.dataset.fitScale), bottom,
-                    text: slide.textContent.trim().slice(0, 40)};
-        })""")
-        assert len(slides) >= 10
-        small = [s for s in slides if s["scale"] < 0.55]
-        assert small == [], small
-        outside = [s for s in slides if s["bottom"] > 721]
-        assert outside == [], outside
-        if page.query_selector(".static-explorer"):
-            at = page.evaluate("""() => Reveal.getIndices(
-                document.querySelector('.static-explorer').closest('section'))""")
-            page.evaluate("at => Reveal.slide(at.h, at.v)", at)
-            root = page.query_selector(".static-explorer")
-            before = _settled_figure(page, root)
-            control = root.query_selector("[data-control]")
-            if control.get_attribute("type") == "checkbox":
-                control.click()
-            elif control.get_attribute("type") == "range":
-                control.focus()
-                page.keyboard.press("End")
-            else:
-                control.query_selector(".static-toggle:not(.active)").click()
-            assert _settled_figure(page, root) != before, "the explorer on its slide is inert"
-            if SCREENSHOTS and lesson == "04_six_transformer_masks":  # for the README
-                page.screenshot(path=Path(SCREENSHOTS) / "slides.png")
+        with failures(page) as problems:
+            page.goto(f"{url}/{lesson}.slides.html")
+            page.wait_for_function("() => window.Reveal && Reveal.isReady()", timeout=60_000)
+            page.wait_for_function("() => [...document.images].every(i => i.complete)",
+                                   timeout=30_000)
+            page.evaluate("() => Reveal.configure({transition: 'none', "
+                          "backgroundTransition: 'none'})")
+            slides = page.evaluate("""() => Reveal.getSlides().map(slide => {
+                const at = Reveal.getIndices(slide);
+                Reveal.slide(at.h, at.v);
+                const bottom = Math.max(0, ...[...slide.querySelectorAll(
+                    '.jp-OutputArea-output img, .static-explorer')].map(
+                    e => e.getBoundingClientRect().bottom));
+                return {at: [at.h, at.v], scale: Number(slide.dataset.fitScale), bottom,
+                        text: slide.textContent.trim().slice(0, 40)};
+            })""")
+            assert len(slides) >= 10
+            small = [s for s in slides if s["scale"] < 0.55]
+            assert small == [], small
+            outside = [s for s in slides if s["bottom"] > 721]
+            assert outside == [], outside
+            if page.query_selector(".static-explorer"):
+                page.evaluate("""() => { const at = Reveal.getIndices(
+                    document.querySelector('.static-explorer').closest('section'));
+                    Reveal.slide(at.h, at.v); }""")
+                root = page.query_selector(".static-explorer")
+                before = _settled_figure(page, root)
+                _change(page, root.query_selector("[data-control]"))
+                assert _settled_figure(page, root) != before, "the explorer on its slide is inert"
+                if SCREENSHOTS and lesson == "04_six_transformer_masks":  # for the README
+                    page.screenshot(path=Path(SCREENSHOTS) / "slides.png")
     finally:
-        page.remove_listener("response", response)
-        page.remove_listener("console", console)
         page.set_viewport_size({"width": 1200, "height": 900})
     assert problems == [], problems
     assert page.outside_requests == [], page.outside_requests
