@@ -4,10 +4,10 @@ Run by `make bench`, or `.venv/bin/python benchmarks/packing.py`. One process, 2
 Lesson 01's corpus (4,000 sentences of 1-60 tokens, most of them short) is batched three ways
 by ``course_lib.lessons.lesson10.layouts``: random order (32 a batch, right-padded), bucketed
 (lesson 01's ``bucket_batches``) and packed (``packing.pack`` into rows of 64 with the causal
-document mask, restarted positions and ``packed_labels``, split into as many batches). Each
-layout trains the same targets. One epoch of training steps (forward, backward, AdamW: the
-course's ``training.train``) from the same fresh lesson 09 ``CausalLM``; the layouts take
-turns three times and each keeps its fastest epoch.
+document mask, restarted positions and ``packed_labels``, split evenly into at most as many
+batches). Each layout trains the same targets. One epoch of training steps (forward,
+backward, AdamW: the course's ``training.train``) from the same fresh lesson 09
+``CausalLM``; the layouts take turns three times and each keeps its fastest epoch.
 
 Target: packing >= 2x the real tokens per second of random-order padding; bucketing is
 reported. The exit status is non-zero when the target is missed.

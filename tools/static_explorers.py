@@ -66,10 +66,6 @@ def render(explorer: Explorer, folder: Path, *, code: str | None = None) -> int:
     return count
 
 
-def _option_text(value) -> str:
-    return str(value)
-
-
 def controls_html(explorer: Explorer, folder: str) -> str:
     """The explorer as HTML: its controls (toggle buttons, checkboxes, sliders, in order) and
     the figure of the default state; ``static/explorers.js`` swaps the figure."""
@@ -95,12 +91,12 @@ def controls_html(explorer: Explorer, folder: str) -> str:
             parts.append(f'<div class="static-explorer-control static-toggles" {attributes}>'
                          f'<span class="static-label">{label}</span>{buttons}</div>')
         else:
-            texts = html.escape(json.dumps([_option_text(option) for option in options]))
+            texts = html.escape(json.dumps([str(option) for option in options]))
             parts.append(f'<label class="static-explorer-control static-slider">'
                          f'<span class="static-label">{label}</span><input type="range" '
                          f'{attributes} min="0" max="{len(options) - 1}" step="1" '
                          f'value="{default[number]}" data-texts="{texts}"><output>'
-                         f"{html.escape(_option_text(control.default))}</output></label>")
+                         f"{html.escape(str(control.default))}</output></label>")
     index = _index(default, sizes)
     return (f'<div class="static-explorer" data-sizes="{json.dumps(sizes)}" '
             f'data-folder="{folder}"><div class="static-explorer-controls">{"".join(parts)}'

@@ -28,7 +28,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from course_lib.causal_lm import IGNORE_INDEX, CausalLM, lm_loss
 from course_lib.data import Vocab, bucket_batches, random_batches, sample_lengths
-from course_lib.masks import to_additive, to_hf_4d, to_mha, to_sdpa
+from course_lib.masks import causal_mask, to_additive, to_hf_4d, to_mha, to_sdpa
 from course_lib.packing import document_mask, document_mask_mod, pack, packed_labels
 from course_lib.training import set_seed, train
 from course_lib.viz import BLOCKED_STYLE
@@ -143,9 +143,9 @@ def layouts(sequences: Sequence[torch.Tensor], *, batch_size: int = BATCH_SIZE,
 
     * ``"random"``: shuffled, ``batch_size`` per batch, right-padded to the batch's longest;
     * ``"bucketed"``: lesson 01's ``bucket_batches`` (similar lengths together);
-    * ``"packed"``: ``packing.pack`` into rows of ``row_len``, the rows split into as many
-      batches as the other two have, each with its causal document mask, restarted
-      positions and ``packed_labels``.
+    * ``"packed"``: ``packing.pack`` into rows of ``row_len``, the rows split evenly into at
+      most as many batches as the other two have, each with its causal document mask,
+      restarted positions and ``packed_labels``.
 
     Every layout trains exactly the same targets (each sequence's tokens after its first).
     """
@@ -180,7 +180,7 @@ def attention_scores(batches: Sequence[Rows]) -> dict[str, int]:
         computed += batch * length * length
         blocked = rows.attn_mask
         if blocked is None:
-            blocked = torch.ones(length, length, dtype=torch.bool).triu(1)[None]
+            blocked = causal_mask(length)[None]
         allowed = ~blocked & ~rows.key_padding_mask[:, None, :] & ~rows.key_padding_mask[:, :, None]
         needed += int(allowed.sum())
     return {"computed": computed, "needed": needed}
