@@ -1,12 +1,21 @@
 """tools/slides.py: slide boundaries come from each notebook's structure, and the stored ones
 are up to date (make execute refreshes them through tools/normalize_notebooks.py)."""
 
+import json
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from tools.slides import SLIDE_HEIGHT, cell_height, for_slides, slide_types, stored_types
+from tools.slides import (
+    SLIDE_HEIGHT,
+    apply,
+    cell_height,
+    for_slides,
+    slide_types,
+    split_at_headings,
+    stored_types,
+)
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -17,6 +26,52 @@ def test_stored_slide_boundaries_are_those_the_tool_computes(path):
     assert stored_types(notebook) == slide_types(notebook), (
         f"{path.name}: run `make execute NOTEBOOKS={path}` (or python -m "
         "tools.normalize_notebooks) to refresh its slide boundaries")
+    written = [index for index, cell in enumerate(notebook.cells)
+               if "slideshow" in cell.metadata
+               and cell.metadata["slideshow"].get("slide_type") in ("-", "", None)]
+    assert not written, f"{path.name}: cells {written} store 'same slide' as a slide type"
+
+
+def test_same_slide_is_stored_as_no_slide_type():
+    """jupyterlab-slideshow never shows a cell whose slide type is the string "-"; JupyterLab
+    writes "same slide" as no type, and nbconvert reads no type as "-"."""
+    notebook = notebook_of(nbformat.v4.new_markdown_cell("# Title"),
+                           nbformat.v4.new_code_cell("x = 1"))
+    notebook.cells[1].metadata["slideshow"] = {"slide_type": "-"}
+    assert apply(notebook)
+    assert notebook.cells[0].metadata["slideshow"] == {"slide_type": "slide"}
+    assert "slideshow" not in notebook.cells[1].metadata
+    assert stored_types(notebook) == ["slide", "-"]
+    assert not apply(notebook)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_section_heading_starts_a_cell(path):
+    notebook = json.loads(path.read_text())
+    assert not split_at_headings(notebook), (
+        f"{path.name}: a # or ## heading inside a markdown cell cannot start a slide; run "
+        "python -m tools.normalize_notebooks to split the cell there")
+
+
+def test_a_markdown_cell_is_split_before_its_headings_but_not_in_code_fences():
+    source = ("Intro.\n\n```python\n# a comment, not a heading\n```\n\n## 2. Next\n\nText."
+              "\n\n### 2.1 A subsection stays\n\n# Part two")
+    notebook = {"cells": [{"cell_type": "markdown", "id": "abc", "source": source,
+                           "metadata": {"slideshow": {"slide_type": "slide"}}},
+                          {"cell_type": "code", "id": "def", "source": "## not markdown",
+                           "metadata": {}, "outputs": [], "execution_count": None}]}
+    assert split_at_headings(notebook)
+    cells = notebook["cells"]
+    assert ["".join(c["source"]) for c in cells] == [
+        "Intro.\n\n```python\n# a comment, not a heading\n```",
+        "## 2. Next\n\nText.\n\n### 2.1 A subsection stays", "# Part two", "## not markdown"]
+    assert [c["id"] for c in cells] == ["abc", "abc-1", "abc-2", "def"]
+    assert cells[0]["metadata"] == {"slideshow": {"slide_type": "slide"}}
+    assert cells[1]["metadata"] == {} and cells[2]["metadata"] == {}
+    assert not split_at_headings(notebook)
+    cells[0]["source"] = "One.\n\n## Two"
+    assert split_at_headings(notebook)  # abc-1 and abc-2 exist: the new part is abc-3
+    assert [c["id"] for c in notebook["cells"]] == ["abc", "abc-3", "abc-1", "abc-2", "def"]
 
 
 def notebook_of(*cells):

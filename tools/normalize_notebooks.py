@@ -5,7 +5,8 @@
   `IPY_MODEL_` references of each model's state), to a hash of the notebook name and position.
 * Streams: a print that outlasts the kernel's flush interval is stored as several chunks,
   differently on each run. Consecutive outputs of the same stream are merged.
-* Slides: each cell's ``metadata.slideshow.slide_type`` is set from the notebook's structure
+* Slides: a markdown cell is split before each ``#`` / ``##`` heading after its first line,
+  and each cell's ``metadata.slideshow.slide_type`` is set from the notebook's structure
   and outputs (tools/slides.py), so the slide boundaries follow every change.
 
 Usage: python -m tools.normalize_notebooks notebooks/*.ipynb
@@ -68,9 +69,10 @@ def normalize(path: Path) -> None:
                for index, model_id in enumerate(ordered_ids(json.loads(text)))}
     notebook = json.loads(MODEL_ID.sub(lambda m: renamed.get(m.group(0), m.group(0)), text))
     coalesce_streams(notebook)
+    slides.split_at_headings(notebook)
     types = slides.slide_types(nbformat.reads(json.dumps(notebook), as_version=4))
     for cell, kind in zip(notebook["cells"], types, strict=True):
-        cell["metadata"]["slideshow"] = {"slide_type": kind}
+        slides.store(cell["metadata"], kind)
     # Written the way nbformat writes, keys sorted, so the model order is stable too.
     path.write_text(json.dumps(notebook, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
 

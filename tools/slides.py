@@ -1,10 +1,11 @@
 """Slide boundaries for every lesson, from the notebook's own structure.
 
-Each ``#`` or ``##`` heading starts a slide; a section taller than one slide is split into
+Each ``#`` or ``##`` heading starts a slide (a markdown cell is split where one begins, so
+that each heading starts a cell); a section taller than one slide is split into
 sub-slides (reveal.js: down) at cell boundaries, by an estimate of each cell's height on a
 1280 x 720 slide (markdown and code lines, text output lines, figures at their displayed
 height). The result is stored as each cell's ``metadata.slideshow.slide_type``, which both
-the site's slides (nbconvert's reveal.js export) and RISE in JupyterLab read.
+the site's slides (nbconvert's reveal.js export) and jupyterlab-slideshow in JupyterLab read.
 
 ``python -m tools.slides notebooks/*.ipynb`` writes them (``make execute`` runs it through
 tools/normalize_notebooks.py); tests/test_slides.py checks the stored ones are up to date.
@@ -13,6 +14,7 @@ tools/normalize_notebooks.py); tests/test_slides.py checks the stored ones are u
 from __future__ import annotations
 
 import base64
+import re
 import struct
 import sys
 import textwrap
@@ -96,6 +98,50 @@ def slide_types(notebook) -> list[str]:
     return types
 
 
+HEADING = re.compile(r"#{1,2} ")
+
+
+def _heading_parts(source: str) -> list[str]:
+    """``source`` split before each ``#`` / ``##`` heading after its first line (outside code
+    fences), each part without the blank lines that separated it from the next."""
+    parts, current, fenced = [], [], False
+    for line in source.splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+        if not fenced and HEADING.match(line) and any(text.strip() for text in current):
+            parts.append("\n".join(current).rstrip())
+            current = []
+        current.append(line)
+    parts.append("\n".join(current).rstrip())
+    return parts
+
+
+def split_at_headings(notebook: dict) -> bool:
+    """Split each markdown cell (a dict, as in the .ipynb JSON) before every ``#`` / ``##``
+    heading that is not its first line, so that every section starts a cell and a slide. The
+    new cells' ids are the original's with ``-1``, ``-2``, ... appended (the first not already
+    used). True if any was split."""
+    cells, ids = [], {cell.get("id") for cell in notebook["cells"]}
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        parts = _heading_parts(source) if cell["cell_type"] == "markdown" else [source]
+        if len(parts) == 1 or cell.get("attachments"):
+            cells.append(cell)
+            continue
+        for number, part in enumerate(parts):
+            new = dict(cell, source=part.splitlines(keepends=True))
+            if number:
+                suffix = number
+                while f"{cell['id']}-{suffix}" in ids:
+                    suffix += 1
+                ids.add(f"{cell['id']}-{suffix}")
+                new.update(id=f"{cell['id']}-{suffix}", metadata={})
+            cells.append(new)
+    changed = len(cells) != len(notebook["cells"])
+    notebook["cells"] = cells
+    return changed
+
+
 def _paragraphs(source: str) -> list[str]:
     """Markdown split at blank lines outside code fences: paragraphs, lists, tables."""
     parts, current, fenced = [], [], False
@@ -114,8 +160,8 @@ def _paragraphs(source: str) -> list[str]:
 
 def for_slides(notebook):
     """A copy of ``notebook`` for the site's slides: a markdown cell taller than a slide is
-    split at its paragraphs into cells that fit, each on a sub-slide of its own (in
-    JupyterLab, RISE scrolls such a slide instead)."""
+    split at its paragraphs into cells that fit, each on a sub-slide of its own (JupyterLab's
+    smaller text fits every cell on a slide as it is: tests/test_browser.py presents them)."""
     copy = nbformat.reads(nbformat.writes(notebook), as_version=4)
     cells = []
     for cell in copy.cells:
@@ -130,24 +176,37 @@ def for_slides(notebook):
             chunks[-1].append(paragraph)
         for number, chunk in enumerate(chunks):
             part = nbformat.v4.new_markdown_cell("\n\n".join(chunk))
-            first = cell.metadata.get("slideshow", {}).get("slide_type", "-")
-            part.metadata["slideshow"] = {"slide_type": first if number == 0 else "subslide"}
+            store(part.metadata, stored_type(cell.metadata) if number == 0 else "subslide")
             cells.append(part)
     copy.cells = cells
     return copy
 
 
-def stored_types(notebook) -> list[str | None]:
-    return [cell.metadata.get("slideshow", {}).get("slide_type") for cell in notebook.cells]
+def stored_type(metadata: dict) -> str:
+    return metadata.get("slideshow", {}).get("slide_type", "-")
+
+
+def store(metadata: dict, kind: str) -> None:
+    """Store one cell's slide type. "-" (same slide) is stored as no slide type, the way
+    JupyterLab's property inspector writes it: jupyterlab-slideshow never shows a cell whose
+    type is the string "-", and nbconvert reads a missing type as "-"."""
+    if kind == "-":
+        metadata.pop("slideshow", None)
+    else:
+        metadata["slideshow"] = {"slide_type": kind}
+
+
+def stored_types(notebook) -> list[str]:
+    return [stored_type(cell.metadata) for cell in notebook.cells]
 
 
 def apply(notebook) -> bool:
     """Store :func:`slide_types` in the cells' metadata; True if anything changed."""
     changed = False
     for cell, kind in zip(notebook.cells, slide_types(notebook), strict=True):
-        if cell.metadata.get("slideshow", {}).get("slide_type") != kind:
-            cell.metadata["slideshow"] = {"slide_type": kind}
-            changed = True
+        before = cell.metadata.get("slideshow")
+        store(cell.metadata, kind)
+        changed |= cell.metadata.get("slideshow") != before
     return changed
 
 
@@ -155,7 +214,9 @@ def main(paths: list[str]) -> None:
     for name in paths:
         path = Path(name)
         notebook = nbformat.read(path, as_version=4)
-        if apply(notebook):
+        split = split_at_headings(notebook)
+        notebook = nbformat.from_dict(notebook)
+        if apply(notebook) or split:
             nbformat.write(notebook, path)
             print(f"{path}: slide boundaries updated")
 
