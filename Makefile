@@ -18,13 +18,18 @@ NOTEBOOKS ?= notebooks/*.ipynb
 
 .PHONY: lab reset test lint unit portable execute images bench html screenshots
 
-$(STAMP): requirements.txt pyproject.toml tools/page_config.json
+$(STAMP): requirements.txt pyproject.toml tools/page_config.json tools/default_setting_overrides.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else "Python 3.11, 3.12 or 3.13 is required, found " + sys.version.split()[0] + " at $(PYTHON); set PYTHON=/path/to/python3.12 (for example)")'
 	@test ! -x $(BIN)/python || $(BIN)/python -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else "$(VENV) was made with Python %d.%d: delete it and run make again" % v)'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
-	# The course is offline: no "Jupyter news" prompt or update checks.
-	mkdir -p $(VENV)/etc/jupyter/labconfig && cp tools/page_config.json $(VENV)/etc/jupyter/labconfig/
+	# The course is offline: no "Jupyter news" prompt or update checks. For the slides
+	# (tools/default_setting_overrides.json): a notebook does not scroll past its end (else a
+	# slide loses its top lines); the execution count is shown (else an invisible overlay
+	# covers the left of each output and takes the clicks meant for an explorer's first
+	# control); a figure is at most the screen's height less 300 px, so it fits with its code.
+	mkdir -p $(VENV)/etc/jupyter/labconfig
+	cp tools/page_config.json tools/default_setting_overrides.json $(VENV)/etc/jupyter/labconfig/
 	touch $@
 
 # The learner works in my-notebooks/ (git-ignored copies, made on first use), never in the

@@ -2,6 +2,7 @@
 
 nbval cannot see widgets, so this test opens every lesson that has one, runs all cells,
 changes every control of every explorer and asserts that the figure it drives is redrawn.
+It also presents every lesson as slides (jupyterlab-slideshow), as a teacher would.
 Screenshots go to test-artifacts/browser/. Without Chromium the tests are skipped with a
 hint, unless COURSE_REQUIRE_BROWSER=1 (set by .ci/run), in which case they fail.
 """
@@ -21,6 +22,7 @@ import psutil
 import pytest
 
 from course_lib.widgets.core import BEFORE_RUN
+from tools.slides import stored_type
 
 REPO = Path(__file__).parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "browser"
@@ -30,6 +32,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
                   "--disable-quic"]
+NOTEBOOKS = sorted(path.stem for path in (REPO / "notebooks").glob("*.ipynb"))
 WIDGET_NOTEBOOKS = sorted(
     path.stem for path in (REPO / "notebooks").glob("*.ipynb")
     if any(".widget()" in "".join(cell["source"])
@@ -350,3 +353,128 @@ def test_a_learners_edit_reaches_the_learners_copy_and_never_notebooks(lab, brow
     finally:
         page.close()
         shutil.rmtree(learner, ignore_errors=True)
+
+
+SLIDES_NOTEBOOK = "04_six_transformer_masks"
+# jupyterlab-slideshow marks the cells of the slide on screen .jp-deck-mod-onscreen, and its
+# on-screen arrows .jp-mod-disabled where it cannot go. Its keys move the active cell.
+DECK_JS = f"""() => {{
+    const cells = [...document.querySelectorAll('{PANEL} .jp-Notebook .jp-Cell')];
+    const onscreen = cells.filter(c => c.classList.contains('jp-deck-mod-onscreen'));
+    const boxes = onscreen.map(c => c.getBoundingClientRect());
+    const can = direction => !!document.querySelector(
+        `.jp-deck-mod-direction-${{direction}}:not(.jp-mod-disabled)`);
+    return {{cells: onscreen.map(c => cells.indexOf(c)),
+             active: cells.findIndex(c => c.classList.contains('jp-mod-active')),
+             top: Math.min(...boxes.map(b => b.top)),
+             bottom: Math.max(...boxes.map(b => b.bottom)),
+             right: Math.max(...boxes.map(b => b.right)),
+             forward: can('forward'), down: can('down')}};
+}}"""
+
+
+def slides_of(cells: list[dict]) -> list[list[int]]:
+    """The cells on each slide, by the notebook's stored slide types, in order."""
+    groups = []
+    for index, cell in enumerate(cells):
+        kind = stored_type(cell["metadata"])
+        if kind in ("skip", "notes"):
+            continue
+        if kind in ("slide", "subslide") or not groups:
+            groups.append([])
+        groups[-1].append(index)
+    return groups
+
+
+def present(page, on_slide=None, width=1280, height=720) -> list[list[int]]:
+    """Present the open notebook with jupyterlab-slideshow, as a teacher does: select the
+    first cell, the slideshow button, then Space (down through a section, else on to the
+    next one) to the end, and Escape. Return the cells on each slide, in order; fail on a
+    slide that does not fit the ``width`` x ``height`` screen. ``on_slide(cells)`` runs on
+    each slide as it comes."""
+    page.click(f"{PANEL} .jp-Notebook .jp-Cell >> nth=0")  # it starts at the active cell
+    page.keyboard.press("Escape")
+    page.click(f"{PANEL} [data-command='deck:toggle']")
+    page.wait_for_selector(".jp-Deck .jp-deck-mod-onscreen", timeout=30_000)
+    page.click(".jp-Deck .jp-deck-mod-onscreen")  # the keys go to the focused notebook
+    shown = []
+    for _ in range(2 * page.locator(f"{PANEL} .jp-Notebook .jp-Cell").count()):
+        state = page.evaluate(DECK_JS)
+        if not shown or shown[-1] != state["cells"]:
+            shown.append(state["cells"])
+            if not (state["top"] >= 0 and state["bottom"] <= height
+                    and state["right"] <= width):
+                page.screenshot(path=ARTIFACTS / "slide_overflow.png")
+                raise AssertionError(f"the slide of cells {state['cells']} does not fit "
+                                     f"{width}x{height}: {state}")
+            if on_slide is not None:
+                on_slide(state["cells"])
+        if not (state["down"] or state["forward"]):
+            break
+        page.keyboard.press("Space")
+        page.wait_for_function(f"before => ({DECK_JS})().active !== before",
+                               arg=state["active"], timeout=10_000)
+    page.keyboard.press("Escape")  # the end of the show
+    page.wait_for_selector(".jp-Deck", state="detached", timeout=10_000)
+    return shown
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_lesson_as_slides_in_jupyterlab(lab, browser, notebook):
+    """Each lesson presented in JupyterLab, with its stored outputs, on a 1280x720 projector:
+    the slides are the notebook's own, in order, with every cell on one, and each fits."""
+    url, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cells = json.loads((REPO / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    try:
+        page.goto(f"{url}/lab/tree/notebooks/{notebook}.ipynb?reset&token={token}")
+        page.wait_for_selector(f"{PANEL} .jp-Notebook", timeout=60_000)
+        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=60_000)
+        assert present(page) == slides_of(cells), "not the notebook's slides"
+    finally:
+        page.close()
+
+
+def test_lesson_04_as_slides_in_jupyterlab(lab, browser):
+    """A teacher presents lesson 04 live: Run All, then the slides to the end. The mask lab
+    fits its slide and responds to a toggle there."""
+    url, token = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cells = json.loads((REPO / "notebooks" / f"{SLIDES_NOTEBOOK}.ipynb").read_text())["cells"]
+    mask_lab = next(index for index, cell in enumerate(cells)
+                    if "mask_lab()" in "".join(cell["source"]))
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    toggled = []
+
+    def toggle_a_mask(on_screen):
+        if mask_lab not in on_screen:
+            return
+        roots = page.evaluate_handle(ROOTS_JS)
+        root = page.evaluate_handle("roots => roots[0]", roots).as_element()
+        page.wait_for_function(f"r => r.querySelector('{FIGURE}')", arg=root, timeout=60_000)
+        box = root.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 720, box
+        if SCREENSHOTS:
+            page.screenshot(path=Path(SCREENSHOTS) / "slides_in_jupyterlab.png")
+        first, before = figure_bytes(page, root), figure_source(root)
+        change(page, root.query_selector(":scope > .widget-hbox > .widget-checkbox"))
+        assert redrawn(page, root, before), "the mask lab did not redraw on its slide"
+        kernels_quiet(lab)  # (the status bar is hidden while presenting)
+        assert figure_bytes(page, root) != first, "a toggled mask, the same figure"
+        toggled.append(mask_lab)
+        # The keys go to the notebook again: a click on the cell's prompt.
+        page.click(f"{PANEL} .jp-Notebook .jp-Cell >> nth={mask_lab} >> .jp-InputPrompt")
+
+    try:
+        page.goto(f"{url}/lab/tree/notebooks/{SLIDES_NOTEBOOK}.ipynb?reset&token={token}")
+        page.wait_for_selector(f"{PANEL} .jp-Notebook", timeout=60_000)
+        page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=60_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        wait_until_idle(page)
+        kernels_quiet(lab)
+        assert present(page, on_slide=toggle_a_mask) == slides_of(cells)
+        assert toggled == [mask_lab], f"no slide showed the mask lab (cell {mask_lab})"
+    finally:
+        page.close()
